@@ -1,0 +1,255 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import type { LevelWithSilent } from 'pino';
+import { ConfigError } from './errors.js';
+import { LOG_LEVELS } from './log.js';
+import { parseHostname } from './hostname.js';
+
+/** A listen address: `host` empty means every interface. */
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Everything `tfgate serve` runs on, validated, with units in the names, frozen. */
+export interface Config {
+  readonly http: ListenAddress;
+  readonly admin: ListenAddress;
+  readonly control: ListenAddress;
+  readonly stateDir: string;
+  readonly certsDir: string;
+  readonly workers: number;
+  readonly routesFile: string | null;
+  readonly globalDomains: readonly string[];
+  readonly sessionGraceMs: number;
+  readonly balancer: 'least-outstanding' | 'round-robin';
+  readonly accessLog: boolean;
+  readonly logLevel: LevelWithSilent;
+  readonly drainTimeoutMs: number;
+  readonly limits: Limits;
+}
+
+/** Limits and timeouts where a peer can stall or flood. */
+export interface Limits {
+  readonly maxHeaderBytes: number;
+  readonly maxHeaderCount: number;
+  readonly headersTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly upstreamConnectTimeoutMs: number;
+  readonly upstreamResponseTimeoutMs: number;
+  readonly upstreamMaxConnections: number;
+  readonly controlMaxFrameBytes: number;
+  readonly controlMessagesPerSecond: number;
+}
+
+type Kind = 'listen' | 'port-listen' | 'string' | 'path' | 'int' | 'duration' | 'bool' | 'list' | 'enum';
+
+interface FlagSpec {
+  readonly kind: Kind;
+  readonly default: string | boolean | readonly string[] | null;
+  readonly help: string;
+  readonly values?: readonly string[];
+  readonly min?: number;
+}
+
+/** Every `serve` flag: its kind, default and one line of help. Env name: `TFGATE_` + upper-snake of the flag. */
+export const SERVE_FLAGS = {
+  http: { kind: 'listen', default: '8080', help: 'HTTP listener: PORT or HOST:PORT (0 = any free port)' },
+  admin: { kind: 'listen', default: '127.0.0.1:9090', help: 'admin listener (health, metrics, status): HOST:PORT' },
+  control: { kind: 'listen', default: '2020', help: 'control queue (ZeroMQ ROUTER): PORT or HOST:PORT' },
+  'state-dir': { kind: 'path', default: './state', help: 'directory for keys and the SQLite store (created 0700)' },
+  'certs-dir': { kind: 'path', default: './certs', help: 'directory for certificates (created 0700)' },
+  workers: { kind: 'int', default: '1', min: 1, help: 'data plane processes (1 = everything in one process)' },
+  routes: { kind: 'path', default: null, help: 'JSON file of static clusters, reloaded on SIGHUP' },
+  'global-domain': { kind: 'list', default: [], help: 'a domain every account may publish under (repeatable)' },
+  'session-grace': { kind: 'duration', default: '60s', help: 'how long a disconnected session keeps its clusters' },
+  balancer: { kind: 'enum', default: 'least-outstanding', values: ['least-outstanding', 'round-robin'], help: 'how requests are spread over members' },
+  'access-log': { kind: 'bool', default: true, help: 'one JSON line per request on stdout' },
+  'log-level': { kind: 'enum', default: 'info', values: LOG_LEVELS, help: 'fatal, error, warn, info, debug, trace or silent' },
+  'drain-timeout': { kind: 'duration', default: '30s', help: 'on SIGTERM, how long in-flight requests may finish' },
+  'max-header-bytes': { kind: 'int', default: '16384', min: 1024, help: 'request header block size limit (431 beyond)' },
+  'max-header-count': { kind: 'int', default: '100', min: 1, help: 'request header count limit (431 beyond)' },
+  'header-timeout': { kind: 'duration', default: '10s', help: 'time a client has to send its request headers' },
+  'idle-timeout': { kind: 'duration', default: '60s', help: 'idle keep-alive connections are closed after this' },
+  'upstream-connect-timeout': { kind: 'duration', default: '5s', help: 'time to connect to a member' },
+  'upstream-response-timeout': { kind: 'duration', default: '30s', help: 'time for a member to send its response headers' },
+  'upstream-max-connections': { kind: 'int', default: '128', min: 1, help: 'keep-alive pool size per member' },
+  'control-max-frame': { kind: 'int', default: '1048576', min: 1024, help: 'largest control frame accepted, in bytes' },
+  'control-rate': { kind: 'int', default: '200', min: 1, help: 'control messages per second per session' },
+} as const satisfies Record<string, FlagSpec>;
+
+export type ServeFlag = keyof typeof SERVE_FLAGS;
+
+/** `--state-dir` → `TFGATE_STATE_DIR`. */
+export function envName(flag: string): string {
+  return `TFGATE_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/**
+ * Builds the config from, in order of precedence: command-line flags, `TFGATE_*` environment
+ * variables, the JSON file named by `--config` (keys are flag names), and the defaults.
+ * The only reader of process.env. Throws {@link ConfigError} naming the bad key.
+ */
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Config {
+  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = { config: { type: 'string' } };
+  for (const [flag, spec] of Object.entries(SERVE_FLAGS) as [string, FlagSpec][]) {
+    options[flag] = { type: 'string', multiple: spec.kind === 'list' };
+  }
+  let values: Record<string, string | boolean | (string | boolean)[] | undefined>;
+  try {
+    ({ values } = parseArgs({ args: [...normaliseBooleans(argv)], options, allowPositionals: false, strict: true }));
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message} (see tfgate serve --help)`);
+  }
+
+  const configPath = (values.config as string | undefined) ?? env.TFGATE_CONFIG;
+  const file = configPath ? readConfigFile(configPath) : {};
+
+  const raw = (flag: string): { value: unknown; from: string } | undefined => {
+    if (values[flag] !== undefined) return { value: values[flag], from: `--${flag}` };
+    const fromEnv = env[envName(flag)];
+    if (fromEnv !== undefined) {
+      const spec = (SERVE_FLAGS as Record<string, FlagSpec>)[flag]!;
+      return { value: spec.kind === 'list' ? fromEnv.split(',').map((s) => s.trim()).filter(Boolean) : fromEnv, from: envName(flag) };
+    }
+    if (flag in file) return { value: file[flag], from: `${configPath}: "${flag}"` };
+    return undefined;
+  };
+
+  const get = (flag: ServeFlag): unknown => {
+    const spec: FlagSpec = SERVE_FLAGS[flag];
+    const given = raw(flag);
+    if (given === undefined) return spec.default === null ? null : convert(flag, spec, spec.default, 'default');
+    return convert(flag, spec, given.value, given.from);
+  };
+
+  const config: Config = {
+    http: get('http') as ListenAddress,
+    admin: get('admin') as ListenAddress,
+    control: get('control') as ListenAddress,
+    stateDir: get('state-dir') as string,
+    certsDir: get('certs-dir') as string,
+    workers: get('workers') as number,
+    routesFile: get('routes') as string | null,
+    globalDomains: get('global-domain') as string[],
+    sessionGraceMs: get('session-grace') as number,
+    balancer: get('balancer') as Config['balancer'],
+    accessLog: get('access-log') as boolean,
+    logLevel: get('log-level') as LevelWithSilent,
+    drainTimeoutMs: get('drain-timeout') as number,
+    limits: Object.freeze({
+      maxHeaderBytes: get('max-header-bytes') as number,
+      maxHeaderCount: get('max-header-count') as number,
+      headersTimeoutMs: get('header-timeout') as number,
+      idleTimeoutMs: get('idle-timeout') as number,
+      upstreamConnectTimeoutMs: get('upstream-connect-timeout') as number,
+      upstreamResponseTimeoutMs: get('upstream-response-timeout') as number,
+      upstreamMaxConnections: get('upstream-max-connections') as number,
+      controlMaxFrameBytes: get('control-max-frame') as number,
+      controlMessagesPerSecond: get('control-rate') as number,
+    }),
+  };
+  return Object.freeze(config);
+}
+
+/** The help text of `tfgate serve`, one line per flag with its env name and default. */
+export function serveHelp(): string {
+  const lines = ['Usage: tfgate serve [flags]', '', 'Every flag can also be set as an environment variable or a key of the --config JSON file.', ''];
+  lines.push(`  --config FILE  JSON file of flag values ({"http": 80, "global-domain": ["example.com"]})  [env TFGATE_CONFIG]`);
+  for (const [flag, spec] of Object.entries(SERVE_FLAGS) as [string, FlagSpec][]) {
+    const def = spec.default === null ? 'none' : Array.isArray(spec.default) ? 'none' : String(spec.default);
+    lines.push(`  --${flag}  ${spec.help}  [env ${envName(flag)}, default ${def}]`);
+  }
+  lines.push('', 'Booleans take --flag=false. Durations take ms, s, m or h (e.g. 500ms, 10s, 5m).');
+  return lines.join('\n');
+}
+
+/** `--flag` alone for a boolean flag means true; parseArgs sees every flag as a string. */
+function normaliseBooleans(argv: readonly string[]): string[] {
+  return argv.map((arg) => {
+    const name = arg.startsWith('--') ? arg.slice(2) : '';
+    const spec = (SERVE_FLAGS as Record<string, FlagSpec>)[name];
+    return spec?.kind === 'bool' ? `${arg}=true` : arg;
+  });
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError(`config file ${path} must hold a JSON object of flag names to values`);
+  }
+  for (const key of Object.keys(parsed)) {
+    if (!(key in SERVE_FLAGS)) throw new ConfigError(`config file ${path}: unknown key "${key}" (keys are the serve flags, e.g. "http")`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+function convert(flag: string, spec: FlagSpec, value: unknown, from: string): unknown {
+  const bad = (why: string): never => {
+    throw new ConfigError(`${from === 'default' ? `--${flag}` : from}: ${why}`);
+  };
+  if (spec.kind === 'list') {
+    const items = Array.isArray(value) ? value : typeof value === 'string' ? [value] : bad('expected a list of names');
+    return Object.freeze(
+      items.map((item) => {
+        if (typeof item !== 'string') return bad('expected names');
+        const name = parseHostname(item, { allowPort: false });
+        return name.ok ? name.hostname : bad(`${JSON.stringify(item)}: ${name.reason}`);
+      }),
+    );
+  }
+  if (spec.kind === 'bool') {
+    if (typeof value === 'boolean') return value;
+    if (value === 'true' || value === '1' || value === 'yes') return true;
+    if (value === 'false' || value === '0' || value === 'no') return false;
+    return bad(`expected true or false, got ${JSON.stringify(value)}`);
+  }
+  const text = typeof value === 'number' ? String(value) : typeof value === 'string' ? value : bad(`expected a value, got ${JSON.stringify(value)}`);
+  switch (spec.kind) {
+    case 'listen':
+    case 'port-listen':
+      return parseListen(text) ?? bad(`expected PORT or HOST:PORT, got ${JSON.stringify(text)}`);
+    case 'int': {
+      if (!/^[0-9]+$/.test(text)) return bad(`expected a whole number, got ${JSON.stringify(text)}`);
+      const n = Number(text);
+      if (spec.min !== undefined && n < spec.min) return bad(`must be at least ${spec.min}`);
+      return n;
+    }
+    case 'duration':
+      return parseDurationMs(text) ?? bad(`expected a duration such as 500ms, 10s or 5m, got ${JSON.stringify(text)}`);
+    case 'enum':
+      return spec.values!.includes(text) ? text : bad(`expected one of ${spec.values!.join(', ')}, got ${JSON.stringify(text)}`);
+    case 'path':
+    case 'string':
+      return text.length > 0 ? text : bad('must not be empty');
+  }
+  return bad('unsupported flag');
+}
+
+/** `8080`, `127.0.0.1:8080`, `[::1]:8080`, `:8080` → host and port; undefined when malformed. */
+export function parseListen(text: string): ListenAddress | undefined {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):([0-9]{1,5})$/.exec(text) ?? /^()()([0-9]{1,5})$/.exec(text);
+  if (!match) return undefined;
+  const port = Number(match[3]);
+  if (port > 65535) return undefined;
+  return Object.freeze({ host: match[1] ?? match[2] ?? '', port });
+}
+
+/** `250ms`, `10s`, `5m`, `1h`, or a bare number of milliseconds. */
+export function parseDurationMs(text: string): number | undefined {
+  const match = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!match) return undefined;
+  const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[match[2] ?? 'ms']!;
+  return Math.round(Number(match[1]) * unit);
+}

@@ -1,0 +1,64 @@
+import { Cluster, UpstreamRegistry, createBalancer } from '../upstreams/index.js';
+import type { BalancerName, EjectionPolicy, Upstream } from '../upstreams/index.js';
+import { RouteTableRef, compileRoutes } from '../vhost/index.js';
+import type { RouteSpec, RoutingState } from '../vhost/index.js';
+import type { Route } from './route.js';
+
+/**
+ * One process's view of the routing state: compiles each new {@link RoutingState} into a route
+ * table and swaps it in. Members keep their live counters across versions (the registry), clusters
+ * whose spec did not change are reused whole (their balancer cursor too), and members no longer
+ * used are handed to `onMembersDropped` so their connection pools can be closed.
+ */
+export class DataPlane {
+  readonly routes = new RouteTableRef<Route>();
+  readonly registry: UpstreamRegistry;
+  readonly #balancer: BalancerName;
+  readonly #onMembersDropped: (dropped: Upstream[]) => void;
+  #clusters = new Map<string, { spec: RouteSpec; route: Route }>();
+
+  constructor(options: {
+    balancer: BalancerName;
+    ejection?: EjectionPolicy;
+    onMembersDropped?: (dropped: Upstream[]) => void;
+  }) {
+    this.registry = new UpstreamRegistry(options.ejection);
+    this.#balancer = options.balancer;
+    this.#onMembersDropped = options.onMembersDropped ?? (() => {});
+  }
+
+  /** The version of the routing state in force. */
+  get version(): number {
+    return this.routes.current.version;
+  }
+
+  /** Compiles and installs `state`; an older version than the one in force is ignored. */
+  apply(state: RoutingState): void {
+    if (state.version < this.routes.current.version) return;
+    const next = new Map<string, { spec: RouteSpec; route: Route }>();
+    const table = compileRoutes(state, (spec) => {
+      const known = this.#clusters.get(spec.fqdn);
+      const route = known && sameSpec(known.spec, spec) ? known.route : this.#build(spec);
+      next.set(spec.fqdn, { spec, route });
+      return route;
+    });
+    this.#clusters = next;
+    this.routes.swap(table);
+    const inUse = new Set<Upstream>();
+    for (const { route } of next.values()) for (const member of route.cluster.members) inUse.add(member);
+    const dropped = this.registry.sweep(inUse);
+    if (dropped.length > 0) this.#onMembersDropped(dropped);
+  }
+
+  #build(spec: RouteSpec): Route {
+    const members = spec.members.map((address) => this.registry.get(address));
+    const cluster = new Cluster(spec.cluster, members, createBalancer(this.#balancer));
+    return Object.freeze({ fqdn: spec.fqdn, cluster, rewrite: spec.rewrite });
+  }
+}
+
+function sameSpec(a: RouteSpec, b: RouteSpec): boolean {
+  if (a === b) return true;
+  if (a.cluster !== b.cluster || a.rewrite !== b.rewrite || a.members.length !== b.members.length) return false;
+  return a.members.every((member, i) => member === b.members[i]);
+}
