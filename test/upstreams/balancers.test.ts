@@ -1,0 +1,110 @@
+import { describe, expect, it } from 'vitest';
+import { Cluster, LeastOutstandingBalancer, RoundRobinBalancer, Upstream, UpstreamRegistry, parseMemberAddress } from '../../src/upstreams/index.js';
+import type { Balancer } from '../../src/upstreams/index.js';
+
+function members(count: number): Upstream[] {
+  return Array.from({ length: count }, (_, i) => {
+    const parsed = parseMemberAddress(`10.0.0.${i + 1}:80`);
+    if (!parsed.ok) throw new Error(parsed.reason);
+    return new Upstream(parsed.value);
+  });
+}
+
+const balancers: [string, () => Balancer][] = [
+  ['least-outstanding', () => new LeastOutstandingBalancer()],
+  ['round-robin', () => new RoundRobinBalancer()],
+];
+
+describe.each(balancers)('%s balancer (shared contract)', (_name, create) => {
+  it('spreads idle traffic evenly over every member', () => {
+    const pool = members(3);
+    const balancer = create();
+    const counts = new Map<Upstream, number>();
+    for (let i = 0; i < 300; i++) {
+      const picked = balancer.pick(pool, 0)!;
+      counts.set(picked, (counts.get(picked) ?? 0) + 1);
+    }
+    expect([...counts.values()]).toEqual([100, 100, 100]);
+  });
+
+  it('skips ejected members and the excluded one', () => {
+    const pool = members(3);
+    pool[0]!.recordFailure(1_000);
+    const balancer = create();
+    for (let i = 0; i < 20; i++) {
+      const picked = balancer.pick(pool, 1_500, pool[1]);
+      expect(picked).toBe(pool[2]);
+    }
+  });
+
+  it('returns undefined when no member is available or there are none', () => {
+    const pool = members(2);
+    for (const member of pool) member.recordFailure(0);
+    expect(create().pick(pool, 10)).toBeUndefined();
+    expect(create().pick([], 10)).toBeUndefined();
+  });
+
+  it('takes an ejected member back once its back-off is over', () => {
+    const [only] = members(1);
+    only!.recordFailure(0);
+    expect(create().pick([only!], 999)).toBeUndefined();
+    expect(create().pick([only!], 1_000)).toBe(only);
+  });
+});
+
+describe('LeastOutstandingBalancer', () => {
+  it('prefers the member with the fewest requests in flight', () => {
+    const pool = members(3);
+    pool[0]!.inFlight = 5;
+    pool[1]!.inFlight = 1;
+    pool[2]!.inFlight = 3;
+    const balancer = new LeastOutstandingBalancer();
+    for (let i = 0; i < 10; i++) expect(balancer.pick(pool, 0)).toBe(pool[1]);
+  });
+});
+
+describe('Upstream ejection back-off', () => {
+  it('starts at 1 s, doubles per consecutive failure, caps at 30 s, resets on success', () => {
+    const [member] = members(1);
+    const periods: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      member!.recordFailure(0);
+      periods.push(member!.ejectedUntil);
+    }
+    expect(periods).toEqual([1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
+    member!.recordSuccess();
+    member!.recordFailure(0);
+    expect(member!.ejectedUntil).toBe(1_000);
+  });
+});
+
+describe('Cluster and registry', () => {
+  it('keeps one Upstream object per address and sweeps unused ones', () => {
+    const registry = new UpstreamRegistry();
+    const a = registry.get('127.0.0.1:8080');
+    expect(registry.get('127.0.0.1:8080')).toBe(a);
+    const b = registry.get('LOCALHOST:81');
+    expect(b.address).toBe('localhost:81');
+    expect(registry.sweep(new Set([a]))).toEqual([b]);
+    expect([...registry.all()]).toEqual([a]);
+    const cluster = new Cluster('c1', [a], new RoundRobinBalancer());
+    expect(cluster.pick(0)).toBe(a);
+  });
+});
+
+describe('parseMemberAddress', () => {
+  it.each([
+    ['10.0.0.5:8080', '10.0.0.5:8080'],
+    ['10.0.0.5', '10.0.0.5:80'],
+    ['Web.Internal:81', 'web.internal:81'],
+    ['[::1]:9000', '[::1]:9000'],
+    ['[::1]', '[::1]:80'],
+  ])('%s → %s', (text, address) => {
+    const parsed = parseMemberAddress(text);
+    expect(parsed.ok && parsed.value.address).toBe(address);
+  });
+
+  it.each(['', 'host:', 'host:0', 'host:70000', 'host:http', '::1', 'bad host:80', 'a:b:c'])('rejects %j', (text) => {
+    expect(parseMemberAddress(text).ok).toBe(false);
+  });
+});
