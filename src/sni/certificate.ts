@@ -1,0 +1,150 @@
+import { X509Certificate, createHash, createPrivateKey } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { parseHostname } from '../hostname.js';
+import { CertificateError } from './errors.js';
+
+/** A parsed, internally consistent certificate bundle: leaf, its key, and the chain served after it. */
+export interface CertificateBundle {
+  /** sha256 of the leaf (hex): the bundle's identity in the store and in routing state. */
+  readonly id: string;
+  /** Leaf first, then the intermediates, each as PEM; what the TLS context serves. */
+  readonly certPem: string;
+  /** The private key as PEM (PKCS#8). */
+  readonly keyPem: string;
+  /** DNS names the leaf covers (SANs, or the CN when it has no SAN DNS names), normalised. */
+  readonly names: readonly string[];
+  /** True when `names` came from the CN because the leaf has no SAN DNS names. */
+  readonly namesFromCommonName: boolean;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  readonly subject: string;
+  readonly issuer: string;
+}
+
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;
+
+/** One PEM block found in a text: its label and its base64 body re-wrapped in canonical armour. */
+export interface PemBlock {
+  readonly label: string;
+  readonly pem: string;
+  readonly headers: boolean;
+}
+
+/**
+ * Splits a text into PEM blocks by their armour lines, whatever is (or is not) between them: the
+ * 20ft SDK joins files with nothing in between (`-----END CERTIFICATE----------BEGIN PRIVATE KEY-----`).
+ */
+export function splitPem(text: string): PemBlock[] {
+  const blocks: PemBlock[] = [];
+  for (const match of text.matchAll(PEM_BLOCK)) {
+    const label = match[1]!;
+    const body = match[2]!;
+    const headers = /^[ \t]*[A-Za-z-]+:/m.test(body);
+    const base64 = body.replace(/^[ \t]*[A-Za-z-]+:.*$/gm, '').replace(/\s+/g, '');
+    const lines = base64.match(/.{1,64}/g) ?? [];
+    blocks.push({ label, headers, pem: `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n` });
+  }
+  return blocks;
+}
+
+/**
+ * Parses certificates and exactly one unencrypted private key given in any order; the leaf is the
+ * certificate whose public key matches the key, and the chain is ordered leaf first by issuer.
+ * Throws {@link CertificateError} naming the failed check. Validity dates and names are checked by
+ * {@link checkCertificate}.
+ */
+export function parseCertificateBundle(text: string): CertificateBundle {
+  if (typeof text !== 'string' || text.trim() === '') throw new CertificateError('no certificate', 'no certificate: the text holds no PEM blocks');
+  const blocks = splitPem(text);
+  if (blocks.length === 0) throw new CertificateError('unparsable PEM', 'unparsable PEM: no "-----BEGIN ...-----" block found');
+  const certificates: X509Certificate[] = [];
+  const keys: PemBlock[] = [];
+  for (const block of blocks) {
+    if (block.label === 'CERTIFICATE') {
+      try {
+        certificates.push(new X509Certificate(block.pem));
+      } catch (err) {
+        throw new CertificateError('unparsable PEM', `unparsable PEM: a CERTIFICATE block could not be read (${(err as Error).message})`, { cause: err });
+      }
+    } else if (block.label === 'ENCRYPTED PRIVATE KEY' || (block.label.endsWith('PRIVATE KEY') && block.headers)) {
+      throw new CertificateError('encrypted key', 'encrypted key: the private key is protected by a passphrase; send it unencrypted');
+    } else if (block.label.endsWith('PRIVATE KEY')) {
+      keys.push(block);
+    }
+  }
+  if (certificates.length === 0) throw new CertificateError('no certificate', 'no certificate: the text holds no CERTIFICATE block');
+  if (keys.length === 0) throw new CertificateError('no private key', 'no private key: the text holds no PRIVATE KEY block');
+  if (keys.length > 1) throw new CertificateError('several keys', `several keys: the text holds ${keys.length} private keys; send exactly one`);
+
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(keys[0]!.pem);
+  } catch (err) {
+    throw new CertificateError('unparsable PEM', `unparsable PEM: the private key could not be read (${(err as Error).message})`, { cause: err });
+  }
+  const leaf = certificates.find((certificate) => certificate.checkPrivateKey(key));
+  if (!leaf) throw new CertificateError('key does not match', 'key does not match: no certificate in the text belongs to the private key');
+
+  const chain = orderChain(leaf, certificates.filter((certificate) => certificate !== leaf));
+  const { names, fromCommonName } = coveredNames(leaf);
+  return Object.freeze({
+    id: createHash('sha256').update(leaf.raw).digest('hex'),
+    certPem: [leaf, ...chain].map((certificate) => certificate.toString()).join(''),
+    keyPem: key.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    names: Object.freeze(names),
+    namesFromCommonName: fromCommonName,
+    notBefore: new Date(leaf.validFrom),
+    notAfter: new Date(leaf.validTo),
+    subject: leaf.subject,
+    issuer: leaf.issuer,
+  });
+}
+
+/**
+ * Checks that a bundle can be served for `fqdn` at time `now`: valid now, and covering the fqdn
+ * (exact SAN, or a one-label wildcard SAN; a wildcard fqdn needs exactly that wildcard).
+ */
+export function checkCertificate(bundle: CertificateBundle, fqdn: string, now: Date): void {
+  if (now < bundle.notBefore) throw new CertificateError('not yet valid', `not yet valid: the certificate is valid from ${bundle.notBefore.toISOString()}`);
+  if (now > bundle.notAfter) throw new CertificateError('expired', `expired: the certificate expired on ${bundle.notAfter.toISOString()}`);
+  if (!bundle.names.some((name) => nameCovers(name, fqdn))) {
+    const listed = bundle.names.length > 0 ? bundle.names.join(', ') : 'no DNS names';
+    throw new CertificateError('name not covered', `name not covered: the certificate covers ${listed}, not ${fqdn}`);
+  }
+}
+
+/** True when a certificate name (`a.example.com` or `*.example.com`) covers `hostname` as TLS does. */
+export function nameCovers(certName: string, hostname: string): boolean {
+  if (certName === hostname) return true;
+  if (!certName.startsWith('*.') || hostname.startsWith('*.')) return false;
+  const dot = hostname.indexOf('.');
+  return dot > 0 && hostname.slice(dot + 1) === certName.slice(2);
+}
+
+function coveredNames(leaf: X509Certificate): { names: string[]; fromCommonName: boolean } {
+  const sanNames = (leaf.subjectAltName ?? '')
+    .split(/,\s*/)
+    .filter((entry) => entry.startsWith('DNS:'))
+    .map((entry) => entry.slice(4));
+  const fromCommonName = sanNames.length === 0;
+  const raw = fromCommonName ? leaf.subject.split('\n').filter((line) => line.startsWith('CN=')).map((line) => line.slice(3)) : sanNames;
+  const names: string[] = [];
+  for (const name of raw) {
+    const parsed = parseHostname(name, { allowPort: false, allowWildcard: true });
+    if (parsed.ok && !names.includes(parsed.hostname)) names.push(parsed.hostname);
+  }
+  return { names, fromCommonName };
+}
+
+function orderChain(leaf: X509Certificate, rest: X509Certificate[]): X509Certificate[] {
+  const ordered: X509Certificate[] = [];
+  const remaining = [...rest];
+  let current = leaf;
+  for (;;) {
+    const index = remaining.findIndex((candidate) => current.checkIssued(candidate));
+    if (index === -1) break;
+    current = remaining.splice(index, 1)[0]!;
+    ordered.push(current);
+  }
+  return [...ordered, ...remaining];
+}

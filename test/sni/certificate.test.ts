@@ -1,0 +1,103 @@
+import { describe, expect, it } from 'vitest';
+import forge from 'node-forge';
+import { CertificateError, checkCertificate, nameCovers, parseCertificateBundle, splitPem } from '../../src/sni/index.js';
+import { makeCa, makeCertificate } from '../helpers/certs.js';
+
+function failure(fn: () => unknown): CertificateError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof CertificateError) return err;
+    throw err;
+  }
+  throw new Error('expected a CertificateError');
+}
+
+describe('parseCertificateBundle', () => {
+  const ca = makeCa();
+  const leaf = makeCertificate({ names: ['www.example.com', 'example.com'], issuer: ca });
+
+  it.each([
+    ['leaf, key, intermediate (SDK order)', () => leaf.certPem + leaf.keyPem + ca.certPem],
+    ['leaf, intermediate, key (CLI order)', () => leaf.certPem + ca.certPem + leaf.keyPem],
+    ['key first, intermediate before leaf', () => leaf.keyPem + ca.certPem + leaf.certPem],
+    ['blocks joined with nothing in between', () => (leaf.certPem + leaf.keyPem + ca.certPem).replace(/\n-----END ([A-Z ]+)-----\n/g, '\n-----END $1-----')],
+    ['CRLF line ends', () => (leaf.certPem + leaf.keyPem + ca.certPem).replace(/\n/g, '\r\n')],
+  ])('finds the leaf and serves the chain leaf first: %s', (_name, text) => {
+    const bundle = parseCertificateBundle(text());
+    const served = splitPem(bundle.certPem).map((block) => forge.pki.certificateFromPem(block.pem).subject.getField('CN').value);
+    expect(served).toEqual(['www.example.com', 'tfgate test CA']);
+    expect(bundle.names).toEqual(['www.example.com', 'example.com']);
+    expect(bundle.namesFromCommonName).toBe(false);
+  });
+
+  it('gives the same id to the same leaf whatever the order', () => {
+    expect(parseCertificateBundle(leaf.certPem + leaf.keyPem).id).toBe(parseCertificateBundle(leaf.keyPem + ca.certPem + leaf.certPem).id);
+  });
+
+  it('falls back to the CN when the certificate has no SAN DNS names', () => {
+    const old = makeCertificate({ commonName: 'Legacy.Example.com' });
+    const bundle = parseCertificateBundle(old.certPem + old.keyPem);
+    expect(bundle.names).toEqual(['legacy.example.com']);
+    expect(bundle.namesFromCommonName).toBe(true);
+  });
+
+  it.each([
+    ['', 'no certificate'],
+    ['garbage', 'unparsable PEM'],
+    ['-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n', 'unparsable PEM'],
+  ])('refuses %j: %s', (text, check) => {
+    expect(failure(() => parseCertificateBundle(text)).check).toBe(check);
+  });
+
+  it('refuses a bundle without a key, with two keys, with an encrypted key, or a foreign key', () => {
+    const other = makeCertificate({ names: ['other.example.com'] });
+    expect(failure(() => parseCertificateBundle(leaf.certPem)).check).toBe('no private key');
+    expect(failure(() => parseCertificateBundle(leaf.keyPem)).check).toBe('no certificate');
+    expect(failure(() => parseCertificateBundle(leaf.certPem + leaf.keyPem + other.keyPem)).check).toBe('several keys');
+    expect(failure(() => parseCertificateBundle(leaf.certPem + other.keyPem)).message).toMatch(/^key does not match/);
+    const encrypted = forge.pki.encryptRsaPrivateKey(leaf.key, 'secret');
+    expect(failure(() => parseCertificateBundle(leaf.certPem + encrypted)).check).toBe('encrypted key');
+    const legacyEncrypted = forge.pki.encryptRsaPrivateKey(leaf.key, 'secret', { legacy: true, algorithm: 'aes128' });
+    expect(failure(() => parseCertificateBundle(leaf.certPem + legacyEncrypted)).check).toBe('encrypted key');
+  });
+});
+
+describe('checkCertificate', () => {
+  const now = new Date();
+
+  it('accepts a covered name within the validity period', () => {
+    const cert = makeCertificate({ names: ['a.example.com', '*.apps.example.com'] });
+    const bundle = parseCertificateBundle(cert.certPem + cert.keyPem);
+    expect(() => checkCertificate(bundle, 'a.example.com', now)).not.toThrow();
+    expect(() => checkCertificate(bundle, 'x.apps.example.com', now)).not.toThrow();
+    expect(() => checkCertificate(bundle, '*.apps.example.com', now)).not.toThrow();
+  });
+
+  it('refuses an expired, a not yet valid, and a certificate for another name, saying which', () => {
+    const expired = makeCertificate({ names: ['a.example.com'], notBefore: new Date(Date.now() - 10 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) });
+    const future = makeCertificate({ names: ['a.example.com'], notBefore: new Date(Date.now() + 86_400_000), notAfter: new Date(Date.now() + 10 * 86_400_000) });
+    const wild = makeCertificate({ names: ['*.example.com'] });
+    const check = (cert: typeof wild, fqdn: string) => failure(() => checkCertificate(parseCertificateBundle(cert.certPem + cert.keyPem), fqdn, now));
+    expect(check(expired, 'a.example.com').message).toMatch(/^expired: the certificate expired on /);
+    expect(check(future, 'a.example.com').message).toMatch(/^not yet valid/);
+    expect(check(expired, 'b.example.com').check).toBe('expired');
+    expect(check(wild, 'a.b.example.com').message).toBe('name not covered: the certificate covers *.example.com, not a.b.example.com');
+    expect(check(wild, 'example.com').check).toBe('name not covered');
+    expect(check(wild, '*.x.example.com').check).toBe('name not covered');
+  });
+});
+
+describe('nameCovers', () => {
+  it.each([
+    ['a.example.com', 'a.example.com', true],
+    ['*.example.com', 'a.example.com', true],
+    ['*.example.com', 'a.b.example.com', false],
+    ['*.example.com', 'example.com', false],
+    ['*.example.com', '*.example.com', true],
+    ['*.example.com', '*.a.example.com', false],
+    ['a.example.com', 'b.example.com', false],
+  ])('%s covers %s: %s', (certName, hostname, covers) => {
+    expect(nameCovers(certName, hostname)).toBe(covers);
+  });
+});
