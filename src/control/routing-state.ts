@@ -1,21 +1,32 @@
-import type { RouteSpec, RoutingState } from '../vhost/index.js';
+import type { CertificateSpec, RouteSpec, RoutingState } from '../vhost/index.js';
 
 /**
  * The control plane's truth about what is published, as plain data: the operator's static routes
- * and the routes sessions publish. The only writer; each change yields a new frozen
- * {@link RoutingState} with the next version. A static route and a session route never share an fqdn
- * (sessions are refused names the operator's file holds).
+ * and certificates, and the routes (and certificates) sessions publish. The only writer; each change
+ * yields a new frozen {@link RoutingState} with the next version. A static route and a session route
+ * never share an fqdn (sessions are refused names the operator's file holds).
  */
 export class RoutingStateBuilder {
   #version = 0;
   #static = new Map<string, RouteSpec>();
   readonly #session = new Map<string, RouteSpec>();
+  /** Session certificates by the fqdn they were published with. */
+  readonly #sessionCertificates = new Map<string, CertificateSpec>();
+  /** Default, operator and ACME certificates by key. */
+  #gatewayCertificates = new Map<string, CertificateSpec>();
   #snapshot: RoutingState | undefined;
+  #certificates: Readonly<Record<string, CertificateSpec>> | undefined;
 
   /** Replaces every static route. */
   setStatic(specs: readonly RouteSpec[]): void {
     this.#static = new Map(specs.map((spec) => [spec.fqdn, spec]));
-    this.#changed();
+    this.#changed(false);
+  }
+
+  /** Replaces the gateway's own certificates (default, operator files, ACME), keyed as in {@link RoutingState.certificates}. */
+  setGatewayCertificates(certificates: ReadonlyMap<string, CertificateSpec>): void {
+    this.#gatewayCertificates = new Map(certificates);
+    this.#changed(true);
   }
 
   /** True when the operator's routes file holds this fqdn. */
@@ -28,32 +39,54 @@ export class RoutingStateBuilder {
     return this.#session.get(fqdn);
   }
 
-  /** Publishes (or replaces) a session route. */
-  putSession(spec: RouteSpec): void {
-    this.#session.set(spec.fqdn, Object.freeze({ ...spec, members: Object.freeze([...spec.members]) }));
-    this.#changed();
+  /** The certificate a session published with this fqdn, if any. */
+  sessionCertificate(fqdn: string): CertificateSpec | undefined {
+    return this.#sessionCertificates.get(fqdn);
   }
 
-  /** Removes a session route; returns false when there was none. */
+  /**
+   * Publishes (or replaces) a session route with its certificate (`null`: none, so a certificate
+   * published earlier for the fqdn stops being served; `undefined`: leave it as it is).
+   */
+  putSession(spec: RouteSpec, certificate?: CertificateSpec | null): void {
+    this.#session.set(spec.fqdn, Object.freeze({ ...spec, members: Object.freeze([...spec.members]) }));
+    let certificatesChanged = false;
+    if (certificate === null) certificatesChanged = this.#sessionCertificates.delete(spec.fqdn);
+    else if (certificate !== undefined) {
+      this.#sessionCertificates.set(spec.fqdn, Object.freeze({ ...certificate, servedFor: Object.freeze([spec.fqdn]) }));
+      certificatesChanged = true;
+    }
+    this.#changed(certificatesChanged);
+  }
+
+  /** Removes a session route and its certificate; returns false when there was none. */
   removeSession(fqdn: string): boolean {
     const removed = this.#session.delete(fqdn);
-    if (removed) this.#changed();
+    const hadCertificate = this.#sessionCertificates.delete(fqdn);
+    if (removed || hadCertificate) this.#changed(hadCertificate);
     return removed;
   }
 
-  /** The current state, built once per change. */
+  /** The current state, built once per change; certificates keep their identity while unchanged. */
   snapshot(): RoutingState {
     if (!this.#snapshot) {
       const routes: Record<string, RouteSpec> = Object.create(null) as Record<string, RouteSpec>;
       for (const [fqdn, spec] of this.#session) routes[fqdn] = spec;
       for (const [fqdn, spec] of this.#static) routes[fqdn] = spec;
-      this.#snapshot = Object.freeze({ version: this.#version, routes: Object.freeze(routes) });
+      if (!this.#certificates) {
+        const certificates: Record<string, CertificateSpec> = Object.create(null) as Record<string, CertificateSpec>;
+        for (const [key, spec] of this.#gatewayCertificates) certificates[key] = spec;
+        for (const [fqdn, spec] of this.#sessionCertificates) certificates[`session:${fqdn}`] = spec;
+        this.#certificates = Object.freeze(certificates);
+      }
+      this.#snapshot = Object.freeze({ version: this.#version, routes: Object.freeze(routes), certificates: this.#certificates });
     }
     return this.#snapshot;
   }
 
-  #changed(): void {
+  #changed(certificates: boolean): void {
     this.#version++;
     this.#snapshot = undefined;
+    if (certificates) this.#certificates = undefined;
   }
 }

@@ -1,14 +1,17 @@
 import { Cluster, UpstreamRegistry, createBalancer } from '../upstreams/index.js';
 import type { BalancerName, EjectionPolicy, Upstream } from '../upstreams/index.js';
+import { CertStore, SecureContextCache, parseCertificateBundle } from '../sni/index.js';
+import type { StoredCertificate } from '../sni/index.js';
 import { RouteTableRef, compileRoutes } from '../vhost/index.js';
-import type { RouteSpec, RoutingState } from '../vhost/index.js';
+import type { CertificateSpec, RouteSpec, RoutingState } from '../vhost/index.js';
 import type { Route } from './route.js';
 
 /**
  * One process's view of the routing state: compiles each new {@link RoutingState} into a route
  * table and swaps it in. Members keep their live counters across versions (the registry), clusters
  * whose spec did not change are reused whole (their balancer cursor too), and members no longer
- * used are handed to `onMembersDropped` so their connection pools can be closed.
+ * used are handed to `onMembersDropped` so their connection pools can be closed. Certificates in
+ * the state become a {@link CertStore}, rebuilt only when they changed, with TLS contexts cached.
  */
 export class DataPlane {
   readonly routes = new RouteTableRef<Route>();
@@ -16,6 +19,10 @@ export class DataPlane {
   readonly #balancer: BalancerName;
   readonly #onMembersDropped: (dropped: Upstream[]) => void;
   #clusters = new Map<string, { spec: RouteSpec; route: Route }>();
+  readonly #contexts = new SecureContextCache();
+  #certificateSpecs: RoutingState['certificates'];
+  #parsed = new Map<CertificateSpec, StoredCertificate>();
+  #certStore: CertStore | undefined;
 
   constructor(options: {
     balancer: BalancerName;
@@ -32,9 +39,18 @@ export class DataPlane {
     return this.routes.current.version;
   }
 
-  /** Compiles and installs `state`; an older version than the one in force is ignored. */
+  /** The certificate store in force; undefined until the state carries a default certificate. */
+  get certificates(): CertStore | undefined {
+    return this.#certStore;
+  }
+
+  /**
+   * Compiles and installs `state`; an older version than the one in force is ignored. Throws (and
+   * changes nothing) when a certificate in it cannot be parsed: the writer validates them first.
+   */
   apply(state: RoutingState): void {
     if (state.version < this.routes.current.version) return;
+    if (state.certificates !== this.#certificateSpecs) this.#installCertificates(state.certificates);
     const next = new Map<string, { spec: RouteSpec; route: Route }>();
     const table = compileRoutes(state, (spec) => {
       const known = this.#clusters.get(spec.fqdn);
@@ -48,6 +64,21 @@ export class DataPlane {
     for (const { route } of next.values()) for (const member of route.cluster.members) inUse.add(member);
     const dropped = this.registry.sweep(inUse);
     if (dropped.length > 0) this.#onMembersDropped(dropped);
+  }
+
+  #installCertificates(specs: RoutingState['certificates']): void {
+    const parsed = new Map<CertificateSpec, StoredCertificate>();
+    let fallback: StoredCertificate | undefined;
+    for (const spec of Object.values(specs ?? {})) {
+      const stored =
+        this.#parsed.get(spec) ??
+        Object.freeze({ bundle: parseCertificateBundle(spec.certPem + spec.keyPem), source: spec.source, origin: spec.origin, servedFor: spec.servedFor });
+      parsed.set(spec, stored);
+      if (spec.source === 'default') fallback = stored;
+    }
+    this.#certStore = fallback ? new CertStore(fallback, [...parsed.values()].filter((c) => c !== fallback), this.#contexts) : undefined;
+    this.#parsed = parsed;
+    this.#certificateSpecs = specs;
   }
 
   #build(spec: RouteSpec): Route {

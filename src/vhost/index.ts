@@ -3,4 +3,4 @@ export { RouteTableRef } from './route-table-ref.js';
 export { compileRoutes } from './compile.js';
 export { parseRoutesFile, RoutesFileError } from './routes-file.js';
 export { EMPTY_ROUTING_STATE } from './routing-state.js';
-export type { RoutingState, RouteSpec } from './routing-state.js';
+export type { CertificateSpec, RoutingState, RouteSpec } from './routing-state.js';
