@@ -1,0 +1,263 @@
+import { parseHostname, wildcardParent } from '../hostname.js';
+import type { Logger } from '../log.js';
+import { parseMemberAddress } from '../upstreams/index.js';
+import type { RoutingState } from '../vhost/index.js';
+import { BadParamsError, ControlError, ForbiddenError } from './errors.js';
+import { isBytes } from './frames.js';
+import type { OpenMessage } from './frames.js';
+import type { RoutingStateBuilder } from './routing-state.js';
+import type { PublishedCluster, Session } from './sessions.js';
+
+/** Results of a command, sent back as the reply's params when a reply was asked for. */
+export type Results = Record<string, unknown>;
+
+/** What the command handlers need. */
+export interface CommandsOptions {
+  readonly routing: RoutingStateBuilder;
+  readonly applyRouting: (state: RoutingState) => Promise<void>;
+  /** Normalised `--global-domain` names: every account may publish under them. */
+  readonly globalDomains: readonly string[];
+  readonly log: Logger;
+}
+
+/** Most members one cluster may have. */
+const MAX_MEMBERS = 1000;
+
+/** Commands of a later issue (domain claims): refused clearly until then. */
+const DOMAIN_COMMANDS = new Set(['prepare_domain', 'claim_domain', 'release_domain', 'make_domain_global', 'make_domain_private']);
+
+interface Change {
+  readonly id: string;
+  readonly before: PublishedCluster | undefined;
+  readonly after: PublishedCluster | undefined;
+}
+
+/**
+ * The command handlers of protocol.md and the ownership rules: each validates its params, changes
+ * the routing state (the one writer), waits until the data plane runs the new state, then returns
+ * its results. A refusal throws a {@link ControlError} and changes nothing.
+ */
+export class Commands {
+  readonly #routing: RoutingStateBuilder;
+  readonly #applyRouting: (state: RoutingState) => Promise<void>;
+  readonly #globalDomains: readonly string[];
+  readonly #log: Logger;
+  /** Which session holds each session-published fqdn. */
+  readonly #owners = new Map<string, Session>();
+
+  constructor(options: CommandsOptions) {
+    this.#routing = options.routing;
+    this.#applyRouting = options.applyRouting;
+    this.#globalDomains = options.globalDomains;
+    this.#log = options.log;
+  }
+
+  /** The `resource_offer` params for a new session of this account. */
+  offer(): Results {
+    return {
+      domains: this.#domainsFor().map((domain) => ({ domain })),
+      nodes: [],
+      volumes: [],
+      externals: [],
+    };
+  }
+
+  /** Runs one command for `session`; resolves with its results, or throws a {@link ControlError}. */
+  async run(session: Session, message: OpenMessage): Promise<Results> {
+    const params = message.params;
+    switch (message.command) {
+      case 'heartbeat':
+        return {};
+      case 'list_domains':
+        return { domains: this.#domainsFor() };
+      case 'publish_web':
+        return this.#publish(session, message.uuid, params);
+      case 'unpublish_web':
+        return this.#unpublish(session, params);
+      case 'add_to_cluster':
+        return this.#addMember(session, params);
+      case 'remove_from_cluster':
+        return this.#removeMember(session, params);
+      default:
+        if (DOMAIN_COMMANDS.has(message.command)) {
+          throw new ControlError(`${message.command}: domain claims are not available in this gateway yet; publish under a global domain (${this.#globalDomains.join(', ') || 'none configured'})`);
+        }
+        throw new ControlError(`unknown command ${JSON.stringify(message.command)}`);
+    }
+  }
+
+  /** Unpublishes everything `session` published (its end); resolves once the data plane runs it. */
+  async endSession(session: Session): Promise<void> {
+    const changes = [...session.clusters.values()].map((cluster) => ({ id: cluster.id, before: cluster, after: undefined }));
+    if (changes.length === 0) return;
+    for (const change of changes) this.#install(session, change.id, undefined);
+    this.#log.info({ rid: session.ridHex, fqdns: changes.map((c) => c.before.fqdn) }, 'session clusters unpublished');
+    await this.#applyRouting(this.#routing.snapshot());
+  }
+
+  /** Domains this account may publish under: the global ones (claims come with a later issue). */
+  #domainsFor(): string[] {
+    return [...this.#globalDomains];
+  }
+
+  #mayPublish(fqdn: string): boolean {
+    const name = wildcardParent(fqdn) ?? fqdn;
+    return this.#globalDomains.some((domain) => name === domain || name.endsWith(`.${domain}`));
+  }
+
+  async #publish(session: Session, uuid: Uint8Array, params: ReadonlyMap<string, unknown>): Promise<Results> {
+    if (uuid.length === 0) throw new BadParamsError('publish_web needs a uuid: it becomes the cluster id');
+    const domainText = text(params, 'domain');
+    const subdomain = text(params, 'subdomain');
+    const rewrite = optionalText(params, 'rewrite');
+    const ssl = optionalText(params, 'ssl');
+    const containers = params.get('containers');
+    if (!Array.isArray(containers)) throw new BadParamsError('"containers" must be an array');
+
+    const domain = parseHostname(domainText, { allowPort: false });
+    if (!domain.ok) throw new BadParamsError(`domain ${JSON.stringify(domainText.slice(0, 300))}: ${domain.reason}`);
+    if (subdomain !== '' && !subdomain.endsWith('.')) {
+      throw new BadParamsError(`subdomain ${JSON.stringify(subdomain.slice(0, 300))} must be empty or end with "."`);
+    }
+    const name = parseHostname(subdomain + domain.hostname, { allowPort: false, allowWildcard: true });
+    if (!name.ok) throw new BadParamsError(`${JSON.stringify((subdomain + domain.hostname).slice(0, 300))}: ${name.reason}`);
+    const fqdn = name.hostname;
+    if (rewrite !== null) {
+      const host = parseHostname(rewrite, { allowPort: true });
+      if (!host.ok) throw new BadParamsError(`rewrite ${JSON.stringify(rewrite.slice(0, 300))}: ${host.reason}`);
+    }
+    if (ssl !== null) {
+      // TODO(issue: HTTPS certificates): validate and serve the session's certificate.
+      throw new ControlError(`${fqdn}: HTTPS certificates ("ssl") are not supported by this gateway yet; publish with ssl null`);
+    }
+    if (containers.length > MAX_MEMBERS) throw new BadParamsError(`a cluster may have at most ${MAX_MEMBERS} members`);
+    const members = uniqueMembers(containers.map(member));
+
+    if (!this.#mayPublish(fqdn)) {
+      throw new ForbiddenError(`${fqdn} is not under a domain this account may publish under (${this.#globalDomains.join(', ') || 'none'})`);
+    }
+    if (this.#routing.isStatic(fqdn)) throw new ForbiddenError(`${fqdn} is served by the operator's static routes`);
+    const owner = this.#owners.get(fqdn);
+    if (owner && owner !== session) throw new ForbiddenError(`${fqdn} is published by another session`);
+
+    const id = Buffer.from(uuid).toString('hex');
+    const changes: Change[] = [];
+    for (const cluster of session.clusters.values()) {
+      if (cluster.fqdn === fqdn || cluster.id === id) changes.push({ id: cluster.id, before: cluster, after: undefined });
+    }
+    changes.push({ id, before: undefined, after: Object.freeze({ id, fqdn, members, rewrite }) });
+    await this.#commit(session, changes);
+    this.#log.info({ rid: session.ridHex, fqdn, cluster: id, members }, 'cluster published');
+    return {};
+  }
+
+  async #unpublish(session: Session, params: ReadonlyMap<string, unknown>): Promise<Results> {
+    const cluster = this.#ownCluster(session, params);
+    await this.#commit(session, [{ id: cluster.id, before: cluster, after: undefined }]);
+    this.#log.info({ rid: session.ridHex, fqdn: cluster.fqdn, cluster: cluster.id }, 'cluster unpublished');
+    return {};
+  }
+
+  async #addMember(session: Session, params: ReadonlyMap<string, unknown>): Promise<Results> {
+    const cluster = this.#ownCluster(session, params);
+    const address = member(params.get('container'));
+    if (cluster.members.includes(address)) return {};
+    if (cluster.members.length >= MAX_MEMBERS) throw new BadParamsError(`a cluster may have at most ${MAX_MEMBERS} members`);
+    const after = Object.freeze({ ...cluster, members: Object.freeze([...cluster.members, address]) });
+    await this.#commit(session, [{ id: cluster.id, before: cluster, after }]);
+    this.#log.info({ rid: session.ridHex, fqdn: cluster.fqdn, member: address }, 'member added');
+    return {};
+  }
+
+  async #removeMember(session: Session, params: ReadonlyMap<string, unknown>): Promise<Results> {
+    const cluster = this.#ownCluster(session, params);
+    const address = member(params.get('container'));
+    if (!cluster.members.includes(address)) throw new ControlError(`${address} is not a member of the cluster at ${cluster.fqdn}`);
+    const after = Object.freeze({ ...cluster, members: Object.freeze(cluster.members.filter((m) => m !== address)) });
+    await this.#commit(session, [{ id: cluster.id, before: cluster, after }]);
+    this.#log.info({ rid: session.ridHex, fqdn: cluster.fqdn, member: address }, 'member removed');
+    return {};
+  }
+
+  /** The session's own cluster named by the `cluster` param; another session's gets a refusal. */
+  #ownCluster(session: Session, params: ReadonlyMap<string, unknown>): PublishedCluster {
+    const raw = params.get('cluster');
+    if (!isBytes(raw)) throw new BadParamsError('"cluster" must be a byte string (a cluster id)');
+    const id = Buffer.from(raw).toString('hex');
+    const cluster = session.clusters.get(id);
+    if (cluster) return cluster;
+    for (const other of new Set(this.#owners.values())) {
+      if (other !== session && other.clusters.has(id)) throw new ForbiddenError(`cluster ${id} belongs to another session`);
+    }
+    throw new ControlError(`no cluster ${id.slice(0, 128)} is published by this session`);
+  }
+
+  /** Applies changes, installs the new routing state, and undoes them when it cannot be installed. */
+  async #commit(session: Session, changes: readonly Change[]): Promise<void> {
+    for (const change of changes) this.#install(session, change.id, change.after);
+    try {
+      await this.#applyRouting(this.#routing.snapshot());
+    } catch (err) {
+      this.#log.error({ err, rid: session.ridHex }, 'routing state could not be installed; change undone');
+      for (const change of [...changes].reverse()) {
+        const blocked = change.before && this.#owners.has(change.before.fqdn) && this.#owners.get(change.before.fqdn) !== session;
+        if (!blocked) this.#install(session, change.id, change.before);
+      }
+      await this.#applyRouting(this.#routing.snapshot()).catch(() => undefined);
+      throw new ControlError('the gateway could not install the change; nothing was changed', { cause: err });
+    }
+  }
+
+  /** Sets (or removes, with undefined) one cluster of a session in the session, the owners map and the routing state. */
+  #install(session: Session, id: string, next: PublishedCluster | undefined): void {
+    const previous = session.clusters.get(id);
+    if (previous) {
+      session.clusters.delete(id);
+      if (this.#owners.get(previous.fqdn) === session) {
+        this.#owners.delete(previous.fqdn);
+        this.#routing.removeSession(previous.fqdn);
+      }
+    }
+    if (next) {
+      session.clusters.set(id, next);
+      this.#owners.set(next.fqdn, session);
+      this.#routing.putSession({ fqdn: next.fqdn, cluster: next.id, members: next.members, rewrite: next.rewrite, source: 'session' });
+    }
+  }
+}
+
+function text(params: ReadonlyMap<string, unknown>, key: string): string {
+  const value = params.get(key);
+  if (typeof value !== 'string') throw new BadParamsError(`"${key}" must be a text string`);
+  return value;
+}
+
+function optionalText(params: ReadonlyMap<string, unknown>, key: string): string | null {
+  const value = params.get(key);
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string') throw new BadParamsError(`"${key}" must be a text string or null`);
+  return value;
+}
+
+/** A `containers` entry: `"host:port"`, or `{"uuid": text, "address": "host:port"}`; a bare uuid cannot be resolved. */
+function member(entry: unknown): string {
+  let address: unknown = entry;
+  if (entry instanceof Map) {
+    address = entry.get('address');
+    if (address === undefined) {
+      const uuid = entry.get('uuid');
+      const name = typeof uuid === 'string' ? uuid : isBytes(uuid) ? Buffer.from(uuid).toString('hex') : 'without uuid';
+      throw new BadParamsError(`container ${name.slice(0, 100)} has no "address"; this gateway has no container registry`);
+    }
+  } else if (isBytes(entry)) {
+    throw new BadParamsError(`container ${Buffer.from(entry).toString('hex').slice(0, 100)} cannot be resolved: name members as "host:port"`);
+  }
+  if (typeof address !== 'string') throw new BadParamsError('a container must be "host:port" text or a map with an "address"');
+  const parsed = parseMemberAddress(address);
+  if (!parsed.ok) throw new BadParamsError(parsed.reason);
+  return parsed.value.address;
+}
+
+function uniqueMembers(members: string[]): readonly string[] {
+  return Object.freeze([...new Set(members)]);
+}

@@ -1,0 +1,88 @@
+import {
+  KEY_BYTES,
+  NONCE_BYTES,
+  box,
+  boxOpen,
+  encodeHandshakeRefusal,
+  encodeHandshakeReply,
+  randomBytes,
+  readHandshakeReply,
+} from './frames.js';
+import type { KeyPair } from './frames.js';
+import { encodeKey } from './keys.js';
+import { Session } from './sessions.js';
+import type { SessionTable } from './sessions.js';
+import type { ControlStore } from './store.js';
+
+/** Length of a session id: 16 random bytes (protocol.md, Handshake 6). */
+export const RID_BYTES = 16;
+
+/** What the server does with an `auth`. */
+export type HandshakeOutcome =
+  | { readonly ok: true; readonly session: Session; readonly resumed: boolean; readonly reply: Buffer }
+  | { readonly ok: false; readonly reason: string; readonly reply: Buffer };
+
+/** What the server-side handshake needs. */
+export interface HandshakeContext {
+  readonly gatewayKeys: KeyPair;
+  readonly store: ControlStore;
+  readonly sessions: SessionTable;
+  readonly now: number;
+  readonly messagesPerSecond: number;
+}
+
+/**
+ * Server side of protocol.md "Handshake": looks the key up among the accounts, then either resumes
+ * the session named by `rid` (only when it belongs to the same key) or opens a new one, with a
+ * fresh session key either way. Binds the connection to the session. A refusal gets the 5-element
+ * answer a client reads as "Authentication failed".
+ */
+export function acceptAuth(
+  auth: { readonly user: Uint8Array; readonly rid: Uint8Array },
+  peer: Buffer,
+  context: HandshakeContext,
+): HandshakeOutcome {
+  const publicKey = encodeKey(auth.user);
+  const account = context.store.findAccount(publicKey);
+  if (!account) return { ok: false, reason: 'unknown public key', reply: encodeHandshakeRefusal() };
+
+  const sessionKey = randomBytes(KEY_BYTES);
+  const held = context.sessions.byRid(auth.rid);
+  let session: Session;
+  let resumed: boolean;
+  if (held && !held.ended && held.publicKey === publicKey) {
+    session = held;
+    session.rekey(sessionKey);
+    session.accountName = account.name;
+    resumed = true;
+  } else {
+    // A rid held by another key, or no longer held, never opens that session: a new one it is.
+    session = new Session(randomBytes(RID_BYTES), {
+      publicKey,
+      accountName: account.name,
+      sessionKey,
+      now: context.now,
+      messagesPerSecond: context.messagesPerSecond,
+    });
+    context.sessions.add(session);
+    resumed = false;
+  }
+  context.sessions.attach(session, peer, context.now);
+  const nonce = randomBytes(NONCE_BYTES);
+  const boxed = box(sessionKey, nonce, auth.user, context.gatewayKeys.secretKey);
+  return { ok: true, session, resumed, reply: encodeHandshakeReply(nonce, boxed, session.rid) };
+}
+
+/**
+ * Client side: reads the gateway's answer to `auth` and opens the session key with the gateway's
+ * public key and the client's secret key. Throws a reason a person can act on.
+ */
+export function openHandshake(frame: Uint8Array, serverKey: Uint8Array, clientKeys: KeyPair): { sessionKey: Uint8Array; rid: Uint8Array } {
+  const reply = readHandshakeReply(frame);
+  if (!reply) throw new Error('Authentication failed: the gateway does not know this key (authorise it with: tfgate accounts add <public key>)');
+  const sessionKey = boxOpen(reply.boxed, reply.nonce, serverKey, clientKeys.secretKey);
+  if (!sessionKey || sessionKey.length !== KEY_BYTES) {
+    throw new Error("cannot open the gateway's handshake: the server key does not match this gateway (check --server-key or the .spub file)");
+  }
+  return { sessionKey, rid: reply.rid };
+}

@@ -1,0 +1,171 @@
+import { LRUCache } from 'lru-cache';
+
+/** A cluster a session has published: the routing state holds the same data as a RouteSpec. */
+export interface PublishedCluster {
+  /** The publish message's uuid in hex: the cluster's id. */
+  readonly id: string;
+  readonly fqdn: string;
+  readonly members: readonly string[];
+  readonly rewrite: string | null;
+}
+
+/** What the admin status page shows of a session. */
+export interface SessionInfo {
+  /** The session id (the `rid` of the protocol), hex. */
+  readonly rid: string;
+  /** The account's free-text name. */
+  readonly account: string;
+  /** The account's public key, base64. */
+  readonly publicKey: string;
+  /** False while the connection is gone and the grace window runs. */
+  readonly connected: boolean;
+  /** When the session began, ms since the epoch. */
+  readonly since: number;
+  /** The fqdns it has published. */
+  readonly fqdns: readonly string[];
+}
+
+/** How many nonces a session remembers to reject replays. */
+const NONCE_MEMORY = 16_384;
+
+/**
+ * One client session: its keys, its current connection (a ZeroMQ routing id, or none during the
+ * grace window), what it has published, and its replay memory and rate limit. Owned by the
+ * {@link SessionTable}; mutated only by the control plane.
+ */
+export class Session {
+  readonly ridHex: string;
+  /** The base64 public key of the account. */
+  readonly publicKey: string;
+  readonly since: number;
+  accountName: string;
+  sessionKey: Uint8Array;
+  /** The connection's ZeroMQ routing id, or null while disconnected. */
+  peer: Buffer | null = null;
+  disconnectedAt: number | null = null;
+  graceTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Published clusters by id. */
+  readonly clusters = new Map<string, PublishedCluster>();
+  /** Commands run one after another per session (replies keep their order), never across sessions. */
+  tail: Promise<void> = Promise.resolve();
+  ended = false;
+  readonly #nonces = new LRUCache<string, true>({ max: NONCE_MEMORY });
+  readonly #bucket: TokenBucket;
+
+  constructor(
+    readonly rid: Uint8Array,
+    init: { publicKey: string; accountName: string; sessionKey: Uint8Array; now: number; messagesPerSecond: number },
+  ) {
+    this.ridHex = Buffer.from(rid).toString('hex');
+    this.publicKey = init.publicKey;
+    this.accountName = init.accountName;
+    this.sessionKey = init.sessionKey;
+    this.since = init.now;
+    this.#bucket = new TokenBucket(init.messagesPerSecond, init.now);
+  }
+
+  /** Records a nonce; false when it was already seen in this session (a replay). */
+  firstUse(nonce: Uint8Array): boolean {
+    const key = Buffer.from(nonce).toString('base64');
+    if (this.#nonces.has(key)) return false;
+    this.#nonces.set(key, true);
+    return true;
+  }
+
+  /** A new session key (re-handshake): nonces seen under the old key no longer matter. */
+  rekey(sessionKey: Uint8Array): void {
+    this.sessionKey = sessionKey;
+    this.#nonces.clear();
+  }
+
+  /** Takes one message's worth from the rate limit; false when the session is over it. */
+  allow(now: number): boolean {
+    return this.#bucket.take(now);
+  }
+
+  /** A plain description for status pages. */
+  info(): SessionInfo {
+    return Object.freeze({
+      rid: this.ridHex,
+      account: this.accountName,
+      publicKey: this.publicKey,
+      connected: this.peer !== null,
+      since: this.since,
+      fqdns: Object.freeze([...this.clusters.values()].map((c) => c.fqdn)),
+    });
+  }
+}
+
+/** A token bucket: `rate` tokens a second, bursts up to `rate`. */
+export class TokenBucket {
+  #tokens: number;
+  #last: number;
+
+  constructor(readonly rate: number, now: number) {
+    this.#tokens = rate;
+    this.#last = now;
+  }
+
+  take(now: number): boolean {
+    const elapsed = Math.max(0, now - this.#last);
+    this.#last = now;
+    this.#tokens = Math.min(this.rate, this.#tokens + (elapsed * this.rate) / 1000);
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+}
+
+/** Sessions by rid and by current connection. */
+export class SessionTable {
+  readonly #byRid = new Map<string, Session>();
+  readonly #byPeer = new Map<string, Session>();
+
+  /** The session holding this rid, if still held. */
+  byRid(rid: Uint8Array): Session | undefined {
+    return rid.length === 0 ? undefined : this.#byRid.get(Buffer.from(rid).toString('hex'));
+  }
+
+  /** The session a connection is authenticated as, if any. */
+  byPeer(peer: Buffer): Session | undefined {
+    return this.#byPeer.get(peer.toString('hex'));
+  }
+
+  add(session: Session): void {
+    this.#byRid.set(session.ridHex, session);
+  }
+
+  /** Binds a connection to a session: a connection belongs to one session, a session has one connection. */
+  attach(session: Session, peer: Buffer, now: number): void {
+    const other = this.#byPeer.get(peer.toString('hex'));
+    if (other && other !== session) this.detach(other, now);
+    if (session.peer) this.#byPeer.delete(session.peer.toString('hex'));
+    session.peer = peer;
+    session.disconnectedAt = null;
+    this.#byPeer.set(peer.toString('hex'), session);
+  }
+
+  /** Forgets a session's connection (the grace window starts). */
+  detach(session: Session, now: number): void {
+    if (!session.peer) return;
+    if (this.#byPeer.get(session.peer.toString('hex')) === session) this.#byPeer.delete(session.peer.toString('hex'));
+    session.peer = null;
+    session.disconnectedAt = now;
+  }
+
+  /** Removes a session for good. */
+  delete(session: Session): void {
+    if (session.peer && this.#byPeer.get(session.peer.toString('hex')) === session) this.#byPeer.delete(session.peer.toString('hex'));
+    this.#byRid.delete(session.ridHex);
+  }
+
+  /** Every session, connected or in its grace window. */
+  all(): Session[] {
+    return [...this.#byRid.values()];
+  }
+
+  /** Connected sessions. */
+  connected(): Session[] {
+    return [...this.#byPeer.values()];
+  }
+}
