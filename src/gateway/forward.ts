@@ -1,0 +1,279 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
+import type { Limits } from '../config.js';
+import { GatewayError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Upstream } from '../upstreams/index.js';
+import { BadGatewayError, UpstreamTimeoutError } from './errors.js';
+import { filterResponseHeaders } from './steps.js';
+
+/**
+ * Forwarding over undici's `Pool.dispatch()` with a raw handler: the only file that imports undici.
+ * One keep-alive pool per member; request bodies stream from the IncomingMessage (undici applies
+ * the socket's backpressure), response bodies stream to the ServerResponse with pause/resume.
+ */
+
+/** What the forwarder needs from one client request, and how it reports each attempt's end. */
+export interface ForwardExchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly method: string;
+  /** Origin-form path sent upstream. */
+  readonly path: string;
+  /** Flat `[name, value, …]` list sent upstream (Host first, hop-by-hop removed, X-Forwarded-* set). */
+  readonly headers: string[];
+  readonly hasBody: boolean;
+  /** Set when the client went away before the response was complete. */
+  clientGone: boolean;
+  /** Response body bytes written to the client. */
+  bytes: number;
+  /**
+   * One attempt on `member` ended. `err` is undefined when the response was relayed in full.
+   * `retryable` says nothing reached the member, so another member may be tried.
+   */
+  upstreamDone(member: Upstream, err: GatewayError | undefined, retryable: boolean): void;
+}
+
+/** Error codes meaning the connection to the member was never made: eject it, and nothing was sent. */
+const CONNECT_ERRORS = new Set([
+  'ECONNREFUSED',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EADDRNOTAVAIL',
+]);
+
+/** Errors that leave the request untouched, so another member may take it: connect failures and closed pools. */
+const RETRYABLE_ERRORS = new Set([...CONNECT_ERRORS, 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'GW_MEMBER_DROPPED']);
+
+/** True when `err` says the member could not be connected to (the member should be ejected). */
+export function isConnectFailure(err: unknown): boolean {
+  return CONNECT_ERRORS.has(codeOf(err));
+}
+
+const kHandler = Symbol('tfgate.forwardHandler');
+/** `undefined`: no attempt yet (listeners not attached); `null`: between attempts or done. */
+type ForwardedResponse = ServerResponse & { [kHandler]?: ForwardHandler | null };
+
+/** Keep-alive pools per member and the dispatch of one attempt. */
+export class Forwarder {
+  readonly #pools = new Map<Upstream, Pool>();
+  /** Members whose pools were closed: a late retry from an old snapshot must not reopen one. */
+  readonly #dropped = new WeakSet<Upstream>();
+  readonly #options: Pool.Options;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  #closed = false;
+
+  constructor(limits: Limits, log: Logger, now: () => number = Date.now) {
+    this.#log = log;
+    this.#now = now;
+    this.#options = {
+      connections: limits.upstreamMaxConnections,
+      connectTimeout: limits.upstreamConnectTimeoutMs,
+      headersTimeout: limits.upstreamResponseTimeoutMs,
+      // Time between body chunks: long enough for slow streams (SSE heartbeats), still bounded.
+      bodyTimeout: Math.max(limits.idleTimeoutMs, limits.upstreamResponseTimeoutMs),
+      // Below Node's default 5 s server keep-alive, so we drop idle sockets before the member does.
+      keepAliveTimeout: 4_000,
+      pipelining: 1,
+      strictContentLength: true,
+    };
+  }
+
+  /**
+   * Sends one attempt of `ex` to `member`; the member's in-flight count covers exactly this attempt.
+   * Hot path: one handler object per attempt, no promises.
+   */
+  forward(ex: ForwardExchange, member: Upstream): void {
+    const handler = new ForwardHandler(ex, member, this.#now);
+    const res = ex.res as ForwardedResponse;
+    if (res[kHandler] === undefined) {
+      // First attempt: listeners live as long as the response; they find the current attempt through res.
+      res.on('drain', onClientDrain);
+      res.on('close', onClientClose);
+    }
+    res[kHandler] = handler;
+    member.inFlight++;
+    member.requests++;
+    const pool = this.#pool(member);
+    if (pool === undefined) {
+      handler.onResponseError(undefined, new MemberDroppedError(member));
+      return;
+    }
+    pool.dispatch(
+      { path: ex.path, method: ex.method, headers: ex.headers, body: ex.hasBody ? ex.req : null, idempotent: false },
+      handler,
+    );
+  }
+
+  /** Closes the pools of members no route uses any more; requests already on them finish first. */
+  closeMembers(dropped: readonly Upstream[]): void {
+    for (const member of dropped) {
+      this.#dropped.add(member);
+      const pool = this.#pools.get(member);
+      if (pool === undefined) continue;
+      this.#pools.delete(member);
+      pool.close().catch((err: unknown) => this.#log.warn({ err, member: member.address }, 'closing member pool failed'));
+    }
+  }
+
+  /** Destroys every pool (requests still running are aborted); idempotent. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const pools = [...this.#pools.values()];
+    this.#pools.clear();
+    await Promise.allSettled(pools.map((pool) => pool.destroy()));
+  }
+
+  #pool(member: Upstream): Pool | undefined {
+    const known = this.#pools.get(member);
+    if (known !== undefined) return known;
+    if (this.#closed || this.#dropped.has(member)) return undefined;
+    const pool = new Pool(`http://${member.address}`, this.#options);
+    // Pools report connection problems through request errors; these events are only for visibility.
+    pool.on('connectionError', (_origin, _targets, err) => this.#log.debug({ err, member: member.address }, 'member connection failed'));
+    this.#pools.set(member, pool);
+    return pool;
+  }
+}
+
+/** One attempt: relays the member's response to the client and reports how it ended, exactly once. */
+class ForwardHandler implements Dispatcher.DispatchHandler {
+  readonly #ex: ForwardExchange;
+  readonly #member: Upstream;
+  readonly #now: () => number;
+  #controller: Dispatcher.DispatchController | undefined;
+  #responded = false;
+  #done = false;
+
+  constructor(ex: ForwardExchange, member: Upstream, now: () => number) {
+    this.#ex = ex;
+    this.#member = member;
+    this.#now = now;
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    // The client may have left while the request waited in the pool's queue.
+    if (this.#ex.clientGone) controller.abort(new ClientGoneError());
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
+    // 1xx informational: Node answers `Expect: 100-continue` to the client itself; others are dropped.
+    if (statusCode < 200 || this.#done) return;
+    this.#member.recordSuccess();
+    const res = this.#ex.res;
+    const raw = Array.isArray(controller.rawHeaders) ? controller.rawHeaders : headersToRaw(headers);
+    try {
+      res.writeHead(statusCode, statusMessage || undefined, filterResponseHeaders(raw));
+    } catch (err) {
+      // Node refused the member's status line or a header: the member's reply is unusable.
+      controller.abort(new BadGatewayError(`member ${this.#member.address} sent a response that cannot be relayed`, { cause: err }));
+      return;
+    }
+    this.#responded = true;
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#ex.bytes += chunk.length;
+    if (!this.#ex.res.write(chunk)) controller.pause();
+  }
+
+  onResponseEnd(): void {
+    this.#ex.res.end();
+    this.#finish(undefined, false);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
+    if (this.#done) return;
+    if (this.#responded) {
+      // The head is out: cutting the connection is the only way to tell the client the body is incomplete.
+      this.#ex.res.destroy();
+    }
+    // Nothing was written to the member when the request never got a socket (undici calls
+    // onRequestStart just before writing), and the body is still unread.
+    const nothingSent = this.#controller === undefined && !this.#ex.req.readableDidRead;
+    if (isConnectFailure(err)) this.#member.recordFailure(this.#now());
+    const retryable = nothingSent && !this.#responded && RETRYABLE_ERRORS.has(codeOf(err));
+    this.#finish(toGatewayError(err, this.#member), retryable);
+  }
+
+  /** The client can take more: let the member's body flow again. */
+  resume(): void {
+    if (this.#controller !== undefined && this.#controller.paused) this.#controller.resume();
+  }
+
+  /** The client closed its connection: give up on the member too, so its connection is not held. */
+  clientClosed(): void {
+    if (this.#ex.res.writableFinished) return;
+    this.#ex.clientGone = true;
+    if (!this.#done && this.#controller !== undefined && !this.#controller.aborted) this.#controller.abort(new ClientGoneError());
+  }
+
+  #finish(err: GatewayError | undefined, retryable: boolean): void {
+    this.#done = true;
+    this.#member.inFlight--;
+    const res = this.#ex.res as ForwardedResponse;
+    if (res[kHandler] === this) res[kHandler] = null;
+    this.#ex.upstreamDone(this.#member, err, retryable);
+  }
+}
+
+/** A retry from an older snapshot picked a member whose pool is already closed. */
+class MemberDroppedError extends Error {
+  readonly code = 'GW_MEMBER_DROPPED';
+  constructor(member: Upstream) {
+    super(`member ${member.address} is no longer published`);
+  }
+}
+
+/** Raised into undici to abort an attempt whose client went away. */
+class ClientGoneError extends Error {
+  readonly code = 'GW_CLIENT_GONE';
+  constructor() {
+    super('client closed the connection');
+  }
+}
+
+/** Maps undici's errors onto the gateway's coded errors (status decided here, response in respond.ts). */
+function toGatewayError(err: Error, member: Upstream): GatewayError {
+  if (err instanceof GatewayError) return err;
+  const code = codeOf(err);
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') {
+    return new UpstreamTimeoutError(`member ${member.address} sent no response headers in time`, { cause: err });
+  }
+  if (isConnectFailure(err)) {
+    return new BadGatewayError(`cannot connect to member ${member.address} (${code})`, { cause: err });
+  }
+  if (code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
+    return new BadGatewayError(`member ${member.address} sent an invalid HTTP response (${code})`, { cause: err });
+  }
+  return new BadGatewayError(`member ${member.address} failed: ${err.message}${code ? ` (${code})` : ''}`, { cause: err });
+}
+
+function codeOf(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : '';
+}
+
+function headersToRaw(headers: Record<string, string | string[] | undefined>): string[] {
+  const raw: string[] = [];
+  for (const [name, value] of Object.entries(headers)) {
+    if (Array.isArray(value)) for (const v of value) raw.push(name, v);
+    else if (value !== undefined) raw.push(name, value);
+  }
+  return raw;
+}
+
+function onClientDrain(this: ForwardedResponse): void {
+  this[kHandler]?.resume();
+}
+
+function onClientClose(this: ForwardedResponse): void {
+  this[kHandler]?.clientClosed();
+}

@@ -1,0 +1,200 @@
+import { once } from 'node:events';
+import { createServer, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Limits, ListenAddress } from '../config.js';
+import type { Logger } from '../log.js';
+import type { Upstream } from '../upstreams/index.js';
+import type { RouteTableRef } from '../vhost/index.js';
+import { BadRequestError, HeadersTooLargeError, NotImplementedError, RequestTimeoutError } from './errors.js';
+import { Forwarder } from './forward.js';
+import { Pipeline } from './pipeline.js';
+import { logFailure, writeSocketError } from './respond.js';
+import type { Route } from './route.js';
+import { hasBody } from './steps.js';
+import { WebSocketProxy, isWebSocketUpgrade } from './websocket.js';
+
+/** What a gateway runs on; `now` is injectable so tests control ejection back-off. */
+export interface GatewayOptions {
+  limits: Limits;
+  routes: RouteTableRef<Route>;
+  log: Logger;
+  accessLog: boolean;
+  now?: () => number;
+}
+
+/**
+ * The HTTP data plane of one process: listeners, the request pipeline, WebSocket tunnels, member
+ * pools, and a bounded drain on close.
+ */
+export class Gateway {
+  readonly #options: GatewayOptions;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #forwarder: Forwarder;
+  readonly #websockets: WebSocketProxy;
+  readonly #servers: Server[] = [];
+  readonly #pipelines: Pipeline[] = [];
+  #inFlight = 0;
+  #onIdle: (() => void) | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: GatewayOptions) {
+    this.#options = options;
+    this.#log = options.log.child({ component: 'gateway' });
+    this.#now = options.now ?? Date.now;
+    this.#forwarder = new Forwarder(options.limits, this.#log, this.#now);
+    this.#websockets = new WebSocketProxy(options.limits, this.#log, this.#now);
+  }
+
+  /** Starts an HTTP listener (`host` '' = every interface) and resolves with the bound port. */
+  async listenHttp(address: ListenAddress): Promise<number> {
+    if (this.#closing) throw new Error('gateway is closed');
+    const limits = this.#options.limits;
+    const pipeline = this.#pipeline('http');
+    const server = createServer(
+      {
+        maxHeaderSize: limits.maxHeaderBytes,
+        // We answer a missing Host ourselves, with a reason and a log line.
+        requireHostHeader: false,
+        headersTimeout: limits.headersTimeoutMs,
+        // Bodies may stream for a long time; the header timeout and idle timeouts bound the rest.
+        requestTimeout: 0,
+        keepAliveTimeout: limits.idleTimeoutMs,
+        // Node checks header deadlines on this period: a slow client is cut within a quarter of the timeout.
+        connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
+        noDelay: true,
+      },
+      pipeline.handle,
+    );
+    // 0 = no limit: Node would otherwise silently drop headers past its count; checkHead answers 431.
+    server.maxHeadersCount = 0;
+    server.keepAliveTimeout = limits.idleTimeoutMs;
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head, pipeline));
+    server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+      socket.on('error', () => socket.destroy());
+      const err = new NotImplementedError('CONNECT is not supported');
+      logFailure(this.#log, err, { method: req.method, url: req.url });
+      writeSocketError(socket, err);
+    });
+    this.#servers.push(server);
+    server.listen({ host: address.host === '' ? undefined : address.host, port: address.port });
+    await once(server, 'listening');
+    server.on('error', (err) => this.#log.error({ err }, 'http listener error'));
+    return (server.address() as AddressInfo).port;
+  }
+
+  /** Closes the keep-alive pools of members no route uses any more (DataPlane's `onMembersDropped`). */
+  closeMembers(dropped: Upstream[]): void {
+    this.#forwarder.closeMembers(dropped);
+  }
+
+  /** Requests started and not yet answered in full (WebSocket tunnels not included). */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /**
+   * Stops accepting, closes idle keep-alive connections at once, lets in-flight requests finish for
+   * up to `drainTimeoutMs`, then cuts what is left and closes member pools and tunnels. Idempotent.
+   */
+  close(drainTimeoutMs: number): Promise<void> {
+    this.#closing ??= this.#close(drainTimeoutMs);
+    return this.#closing;
+  }
+
+  async #close(drainTimeoutMs: number): Promise<void> {
+    for (const pipeline of this.#pipelines) pipeline.setClosing();
+    const closed = this.#servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
+    for (const server of this.#servers) server.closeIdleConnections();
+    if (this.#inFlight > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        this.#onIdle = resolve;
+        timer = setTimeout(resolve, drainTimeoutMs);
+        timer.unref();
+      });
+      clearTimeout(timer);
+      this.#onIdle = undefined;
+    }
+    for (const server of this.#servers) server.closeAllConnections();
+    this.#websockets.close();
+    await Promise.all(closed);
+    await this.#forwarder.close();
+    this.#log.info({ inFlight: this.#inFlight }, 'gateway closed');
+  }
+
+  #pipeline(proto: 'http' | 'https'): Pipeline {
+    const pipeline = new Pipeline({
+      routes: this.#options.routes,
+      limits: this.#options.limits,
+      log: this.#log,
+      accessLog: this.#options.accessLog,
+      now: this.#now,
+      proto,
+      forwarder: this.#forwarder,
+      tracker: {
+        started: () => {
+          this.#inFlight++;
+        },
+        ended: () => {
+          if (--this.#inFlight === 0) this.#onIdle?.();
+        },
+      },
+    });
+    this.#pipelines.push(pipeline);
+    return pipeline;
+  }
+
+  /** Parser errors and header timeouts: answer 400/408/431 on the raw socket unless a response is already under way. */
+  #clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const current = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (current?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    const gatewayError =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? new HeadersTooLargeError(`request header block over ${this.#options.limits.maxHeaderBytes} bytes`, { cause: err })
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? new RequestTimeoutError('request headers not received in time', { cause: err })
+          : new BadRequestError(`malformed request: ${(err as { reason?: string }).reason ?? err.message} (${err.code ?? 'parse error'})`, { cause: err });
+    const remote = (socket as Socket).remoteAddress;
+    logFailure(this.#log, gatewayError, { client: remote });
+    writeSocketError(socket, gatewayError);
+  }
+
+  /**
+   * `upgrade` fires for any `Connection: upgrade` + `Upgrade` request. WebSocket is tunnelled; any
+   * other protocol (h2c…) is served as a plain request without the upgrade (RFC 9110 §7.8 lets a
+   * server ignore it), on a one-shot response since Node has detached the socket from its parser.
+   */
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, pipeline: Pipeline): void {
+    if (isWebSocketUpgrade(req)) {
+      this.#websockets.handle(req, socket, head, pipeline);
+      return;
+    }
+    socket.on('error', () => socket.destroy());
+    if (hasBody(req)) {
+      // The body would arrive on the detached socket, not through req: refuse rather than hang.
+      const err = new NotImplementedError(`Upgrade: ${req.headers.upgrade ?? ''} with a request body is not supported`);
+      logFailure(this.#log, err, { method: req.method, url: req.url });
+      writeSocketError(socket, err);
+      return;
+    }
+    const res = new ServerResponse(req);
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket as Socket);
+    res.on('finish', () => {
+      res.detachSocket(socket as Socket);
+      socket.end();
+    });
+    pipeline.handle(req, res);
+  }
+}

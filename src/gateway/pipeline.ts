@@ -1,0 +1,197 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Limits } from '../config.js';
+import { GatewayError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Upstream } from '../upstreams/index.js';
+import type { RouteTableRef } from '../vhost/index.js';
+import { AllMembersDownError, NoMembersError, NoRouteError } from './errors.js';
+import type { ForwardExchange, Forwarder } from './forward.js';
+import { logFailure, sendError } from './respond.js';
+import type { Route } from './route.js';
+import { checkHead, clientAddress, hasBody, resolveTarget, upstreamHeaders } from './steps.js';
+
+/** Counts requests between their start and their response's close, so shutdown can wait for them. */
+export interface RequestTracker {
+  started(): void;
+  ended(): void;
+}
+
+/** What one listener's pipeline runs on. */
+export interface PipelineOptions {
+  readonly routes: RouteTableRef<Route>;
+  readonly limits: Limits;
+  readonly log: Logger;
+  readonly accessLog: boolean;
+  readonly now: () => number;
+  /** `X-Forwarded-Proto` of this listener. */
+  readonly proto: 'http' | 'https';
+  readonly forwarder: Forwarder;
+  readonly tracker: RequestTracker;
+}
+
+/** A routed request: where it goes and what is sent there. */
+export interface Routed {
+  readonly hostname: string;
+  readonly path: string;
+  readonly route: Route;
+  readonly member: Upstream;
+  readonly headers: string[];
+}
+
+const kExchange = Symbol('tfgate.exchange');
+type TrackedResponse = ServerResponse & { [kExchange]?: Exchange };
+
+/**
+ * The request path of one listener: head checks → target → route (one read of the route table) →
+ * member → forward; a retry on another member when the first could not be connected to; errors
+ * answered by respond.ts; one access-log line when the response closes.
+ */
+export class Pipeline {
+  readonly #o: PipelineOptions;
+  #closing = false;
+
+  constructor(options: PipelineOptions) {
+    this.#o = options;
+  }
+
+  /** The `request` listener. Hot path: synchronous, one exchange object per request. */
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const ex = new Exchange(this, req, res, this.#o.now());
+    (res as TrackedResponse)[kExchange] = ex;
+    res.on('close', onResponseClose);
+    req.on('error', ignore); // a client reset surfaces through 'close'; an unheard 'error' would crash
+    this.#o.tracker.started();
+    if (this.#closing) res.shouldKeepAlive = false;
+    const routed = this.route(req);
+    if (routed instanceof GatewayError) {
+      this.#fail(ex, routed);
+      return;
+    }
+    ex.routed = routed;
+    ex.member = routed.member;
+    ex.path = routed.path;
+    ex.headers = routed.headers;
+    ex.hasBody = hasBody(req);
+    ex.attempts = 1;
+    this.#o.forwarder.forward(ex, routed.member);
+  };
+
+  /** Routes a request (plain or upgrade): head checks, hostname, route, member, upstream headers. */
+  route(req: IncomingMessage): Routed | GatewayError {
+    const headError = checkHead(req, this.#o.limits.maxHeaderCount);
+    if (headError !== undefined) return headError;
+    const target = resolveTarget(req);
+    if (target instanceof GatewayError) return target;
+    const route = this.#o.routes.current.lookup(target.hostname); // the one read of the table for this request
+    if (route === undefined) return new NoRouteError(target.hostname);
+    const member = route.cluster.pick(this.#o.now());
+    if (member === undefined) {
+      return route.cluster.members.length === 0 ? new NoMembersError(route.fqdn) : new AllMembersDownError(route.fqdn);
+    }
+    const headers = upstreamHeaders(req, route.rewrite ?? target.authority, target.authority, this.#o.proto);
+    return { hostname: target.hostname, path: target.path, route, member, headers };
+  }
+
+  /** From now on responses ask the client to close its connection (shutdown). */
+  setClosing(): void {
+    this.#closing = true;
+  }
+
+  /** One attempt ended (see {@link ForwardExchange.upstreamDone}): retry once, or answer the error. */
+  upstreamDone(ex: Exchange, member: Upstream, err: GatewayError | undefined, retryable: boolean): void {
+    if (err === undefined) return;
+    if (ex.clientGone) {
+      ex.error = err;
+      return;
+    }
+    if (ex.res.headersSent) {
+      // forward.ts has already cut the connection; the access log line records the failure.
+      this.#fail(ex, err);
+      return;
+    }
+    if (retryable && ex.routed !== undefined) {
+      const next = ex.attempts < 2 ? ex.routed.route.cluster.pick(this.#o.now(), member) : undefined;
+      if (next !== undefined) {
+        this.#o.log.warn({ err, member: member.address, retry: next.address, fqdn: ex.routed.route.fqdn }, 'member failed, retrying on another');
+        ex.attempts++;
+        ex.member = next;
+        this.#o.forwarder.forward(ex, next);
+        return;
+      }
+      this.#fail(ex, new AllMembersDownError(ex.routed.route.fqdn, { cause: err }));
+      return;
+    }
+    this.#fail(ex, err);
+  }
+
+  /** The response closed (finished or cut): count it out and write the access-log line. */
+  responseClosed(ex: Exchange): void {
+    this.#o.tracker.ended();
+    if (!this.#o.accessLog) return;
+    const res = ex.res;
+    this.#o.log.info(
+      {
+        fqdn: ex.routed?.route.fqdn,
+        method: ex.req.method,
+        path: ex.path || ex.req.url,
+        // 499 (nginx's "client closed request") when the client left before any answer.
+        status: res.headersSent ? res.statusCode : 499,
+        durationMs: this.#o.now() - ex.start,
+        member: ex.member?.address,
+        bytes: ex.bytes,
+        client: clientAddress(ex.req),
+        ...(ex.error !== undefined ? { code: ex.error.code } : {}),
+        ...(ex.clientGone || !res.writableFinished ? { aborted: true } : {}),
+      },
+      'request',
+    );
+  }
+
+  #fail(ex: Exchange, err: GatewayError): void {
+    ex.error = err;
+    logFailure(this.#o.log, err, {
+      fqdn: ex.routed?.route.fqdn,
+      hostname: ex.routed?.hostname,
+      method: ex.req.method,
+      url: ex.req.url,
+      member: ex.member?.address,
+      client: clientAddress(ex.req),
+    });
+    sendError(ex.res, err);
+  }
+}
+
+/** One request in flight: what forward.ts needs plus what the access log reports. */
+class Exchange implements ForwardExchange {
+  routed: Routed | undefined;
+  member: Upstream | undefined;
+  path = '';
+  headers: string[] = [];
+  hasBody = false;
+  clientGone = false;
+  bytes = 0;
+  attempts = 0;
+  error: GatewayError | undefined;
+
+  constructor(
+    readonly pipeline: Pipeline,
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly start: number,
+  ) {}
+
+  get method(): string {
+    return this.req.method ?? 'GET';
+  }
+
+  upstreamDone(member: Upstream, err: GatewayError | undefined, retryable: boolean): void {
+    this.pipeline.upstreamDone(this, member, err, retryable);
+  }
+}
+
+function onResponseClose(this: TrackedResponse): void {
+  const ex = this[kExchange];
+  if (ex !== undefined) ex.pipeline.responseClosed(ex);
+}
+
+function ignore(): void {}

@@ -1,0 +1,73 @@
+import { STATUS_CODES } from 'node:http';
+import type { ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { GatewayError } from '../errors.js';
+import type { Logger } from '../log.js';
+
+/**
+ * The one place errors become HTTP responses: a short text body that gives the reason, and one log
+ * line with the error under `err` (5xx at error level, 4xx at warn: a client's mistake is not the
+ * gateway's fault, but it is still worth seeing).
+ */
+
+/** Wraps anything thrown into a {@link GatewayError}; an unexpected error is a 500 with the original as cause. */
+export function asGatewayError(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  return new GatewayError(`internal error: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+}
+
+/** Logs a refused or failed request once, with the error and its code. */
+export function logFailure(log: Logger, err: GatewayError, fields: Record<string, unknown>): void {
+  const record = { ...fields, code: err.code, status: err.statusCode, err };
+  if (err.statusCode >= 500) log.error(record, 'request failed');
+  else log.warn(record, 'request refused');
+}
+
+/**
+ * Answers `res` with the error's status and reason. When the response head is already out the
+ * only honest signal left is to cut the connection, so the client sees a truncated message.
+ * Framing and header errors close the connection: the rest of what the client sends cannot be trusted.
+ */
+export function sendError(res: ServerResponse, err: GatewayError): void {
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const body = `${err.statusCode} ${STATUS_CODES[err.statusCode] ?? 'Error'}: ${err.message}\n`;
+  const close = closesConnection(err.statusCode);
+  if (close) res.shouldKeepAlive = false;
+  res.writeHead(err.statusCode, [
+    'Content-Type', 'text/plain; charset=utf-8',
+    'Content-Length', String(Buffer.byteLength(body)),
+    'Cache-Control', 'no-store',
+    ...(close ? ['Connection', 'close'] : []),
+  ]);
+  res.end(body);
+}
+
+/**
+ * Answers on a raw socket (client errors caught by the parser, refused upgrades), then closes it.
+ * Does nothing but destroy when the socket cannot take a well-formed response any more.
+ */
+export function writeSocketError(socket: Duplex, err: GatewayError): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const reason = STATUS_CODES[err.statusCode] ?? 'Error';
+  const body = `${err.statusCode} ${reason}: ${err.message}\n`;
+  socket.end(
+    `HTTP/1.1 ${err.statusCode} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
+  );
+  // Half-close and let the client read the answer: destroying at once could turn unread input into
+  // a TCP reset that discards the response. A client that lingers is cut after a short grace.
+  const linger = setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  socket.once('close', () => clearTimeout(linger));
+}
+
+const LINGER_MS = 2_000;
+
+function closesConnection(status: number): boolean {
+  return status === 400 || status === 408 || status === 431 || status === 501;
+}
