@@ -169,6 +169,8 @@ export class RawControlClient {
   readonly others: Received[] = [];
 
   async replyTo(uuid: Uint8Array, timeoutMs = 3000): Promise<Received> {
+    const early = this.others.findIndex((m) => m.command === '' && Buffer.compare(m.uuid, Buffer.from(uuid)) === 0);
+    if (early !== -1) return this.others.splice(early, 1)[0]!;
     for (;;) {
       const message = await this.receive(timeoutMs);
       if (message.command === '' && Buffer.compare(message.uuid, Buffer.from(uuid)) === 0) return message;
