@@ -250,8 +250,8 @@ function toGatewayError(err: Error, member: Upstream): GatewayError {
   if (isConnectFailure(err)) {
     return new BadGatewayError(`cannot connect to member ${member.address} (${code})`, { cause: err });
   }
-  if (code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
-    return new BadGatewayError(`member ${member.address} sent an invalid HTTP response (${code})`, { cause: err });
+  if (code.startsWith('HPE_') || err.name === 'HTTPParserError' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
+    return new BadGatewayError(`member ${member.address} sent an invalid HTTP response: ${err.message}${code ? ` (${code})` : ''}`, { cause: err });
   }
   return new BadGatewayError(`member ${member.address} failed: ${err.message}${code ? ` (${code})` : ''}`, { cause: err });
 }

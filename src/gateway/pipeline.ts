@@ -56,13 +56,13 @@ export class Pipeline {
 
   /** The `request` listener. Hot path: synchronous, one exchange object per request. */
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const ex = new Exchange(this, req, res, this.#o.now());
+    const ex = new Exchange(this, req, res, this.#o.now(), clientAddress(req));
     (res as TrackedResponse)[kExchange] = ex;
     res.on('close', onResponseClose);
     req.on('error', ignore); // a client reset surfaces through 'close'; an unheard 'error' would crash
     this.#o.tracker.started();
     if (this.#closing) res.shouldKeepAlive = false;
-    const routed = this.route(req);
+    const routed = this.route(req, ex.client);
     if (routed instanceof GatewayError) {
       this.#fail(ex, routed);
       return;
@@ -77,7 +77,7 @@ export class Pipeline {
   };
 
   /** Routes a request (plain or upgrade): head checks, hostname, route, member, upstream headers. */
-  route(req: IncomingMessage): Routed | GatewayError {
+  route(req: IncomingMessage, client: string = clientAddress(req)): Routed | GatewayError {
     const headError = checkHead(req, this.#o.limits.maxHeaderCount);
     if (headError !== undefined) return headError;
     const target = resolveTarget(req);
@@ -88,7 +88,7 @@ export class Pipeline {
     if (member === undefined) {
       return route.cluster.members.length === 0 ? new NoMembersError(route.fqdn) : new AllMembersDownError(route.fqdn);
     }
-    const headers = upstreamHeaders(req, route.rewrite ?? target.authority, target.authority, this.#o.proto);
+    const headers = upstreamHeaders(req, route.rewrite ?? target.authority, target.authority, this.#o.proto, client);
     return { hostname: target.hostname, path: target.path, route, member, headers };
   }
 
@@ -139,7 +139,7 @@ export class Pipeline {
         durationMs: this.#o.now() - ex.start,
         member: ex.member?.address,
         bytes: ex.bytes,
-        client: clientAddress(ex.req),
+        client: ex.client,
         ...(ex.error !== undefined ? { code: ex.error.code } : {}),
         ...(ex.clientGone || !res.writableFinished ? { aborted: true } : {}),
       },
@@ -155,7 +155,7 @@ export class Pipeline {
       method: ex.req.method,
       url: ex.req.url,
       member: ex.member?.address,
-      client: clientAddress(ex.req),
+      client: ex.client,
     });
     sendError(ex.res, err);
   }
@@ -178,6 +178,7 @@ class Exchange implements ForwardExchange {
     readonly req: IncomingMessage,
     readonly res: ServerResponse,
     readonly start: number,
+    readonly client: string,
   ) {}
 
   get method(): string {

@@ -103,7 +103,7 @@ const SET_BY_GATEWAY = new Set(['host', 'x-forwarded-proto', 'x-forwarded-host',
  * the client's headers in order with repeats kept, hop-by-hop ones removed, then X-Forwarded-For
  * appended to what the client sent and X-Forwarded-Proto/-Host set by us (never trusted from the client).
  */
-export function upstreamHeaders(req: IncomingMessage, host: string, forwardedHost: string, proto: string): string[] {
+export function upstreamHeaders(req: IncomingMessage, host: string, forwardedHost: string, proto: string, client: string): string[] {
   const raw = req.rawHeaders;
   const named = connectionNames(raw);
   const out: string[] = ['host', host];
@@ -118,7 +118,6 @@ export function upstreamHeaders(req: IncomingMessage, host: string, forwardedHos
     }
     out.push(name, raw[i + 1]!);
   }
-  const client = clientAddress(req);
   out.push(
     'x-forwarded-for', forwardedFor ? `${forwardedFor}, ${client}` : client,
     'x-forwarded-proto', proto,
@@ -146,7 +145,7 @@ export function filterResponseHeaders(raw: readonly (Buffer | string)[]): string
 
 /** The client's address as X-Forwarded-For writes it (IPv4-mapped IPv6 shown as plain IPv4). */
 export function clientAddress(req: IncomingMessage): string {
-  const address = req.socket.remoteAddress ?? 'unknown';
+  const address = req.socket?.remoteAddress ?? 'unknown'; // socket is null once the response has closed
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
