@@ -21,3 +21,5 @@ export {
   decodeKey,
 } from './keys.js';
 export type { KeyPair } from './frames.js';
+export { Location, WebEndpoint, Cluster } from './client.js';
+export type { LocationOptions, PublishOptions } from './client.js';
