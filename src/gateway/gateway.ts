@@ -191,10 +191,8 @@ export class Gateway {
     const res = new ServerResponse(req);
     res.shouldKeepAlive = false;
     res.assignSocket(socket as Socket);
-    res.on('finish', () => {
-      res.detachSocket(socket as Socket);
-      socket.end();
-    });
+    // The socket's 'close' still reaches res (assignSocket listens), so the request is counted out.
+    res.on('finish', () => socket.end());
     pipeline.handle(req, res);
   }
 }

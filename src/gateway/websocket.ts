@@ -113,9 +113,16 @@ export class WebSocketProxy {
       this.#answered(tunnel);
       tunnel.upstream = upstream;
       upstream.on('error', (err) => this.#log.debug({ err }, 'websocket member socket error'));
-      // Either side gone → both gone; http-proxy's pipes alone would leave one half-open.
-      upstream.on('close', () => tunnel.socket.destroy());
-      if (tunnel.closed) upstream.destroy();
+      // Either side gone → both gone. http-proxy's pipes only pass a FIN on, and the upgraded sockets
+      // allow half-open connections, so without this a client that leaves keeps the member's socket open.
+      const destroyBoth = (): void => {
+        tunnel.socket.destroy();
+        upstream.destroy();
+      };
+      upstream.on('close', destroyBoth);
+      upstream.on('end', destroyBoth);
+      tunnel.socket.on('end', destroyBoth);
+      if (tunnel.closed || tunnel.socket.readableEnded) destroyBoth();
       this.#log.debug({ fqdn: tunnel.fqdn, member: tunnel.member.address }, 'websocket tunnel open');
     });
   }
