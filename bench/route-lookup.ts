@@ -97,6 +97,10 @@ export function runRouteLookupBench(): LookupReport {
     }
   }
   const measurements: LookupMeasurement[] = cases.map((c) => ({ routes: c.routes, set: c.set, nsPerLookup: c.samples, hitRate: c.hits / c.lookups }));
+  for (const m of measurements) {
+    // Half the queries are built to hit: anything else means the table no longer routes as assumed here.
+    if (Math.abs(m.hitRate - 0.5) > 0.01) throw new Error(`route lookup: ${m.routes} routes (${m.set}) hit ${m.hitRate * 100}% of lookups, expected 50%`);
+  }
   const of = (routes: number, set: QuerySet): LookupMeasurement => measurements.find((m) => m.routes === routes && m.set === set)!;
   const smallest = ROUTE_COUNTS[0]!;
   const largest = ROUTE_COUNTS[ROUTE_COUNTS.length - 1]!;
