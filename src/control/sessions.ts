@@ -1,5 +1,3 @@
-import { LRUCache } from 'lru-cache';
-
 /** A cluster a session has published: the routing state holds the same data as a RouteSpec. */
 export interface PublishedCluster {
   /** The publish message's uuid in hex: the cluster's id. */
@@ -25,8 +23,8 @@ export interface SessionInfo {
   readonly fqdns: readonly string[];
 }
 
-/** How many nonces a session remembers to reject replays. */
-const NONCE_MEMORY = 16_384;
+/** A session remembers at least this many of its most recent nonces (at most twice as many). */
+const NONCE_MEMORY = 8192;
 
 /**
  * One client session: its keys, its current connection (a ZeroMQ routing id, or none during the
@@ -49,7 +47,7 @@ export class Session {
   /** Commands run one after another per session (replies keep their order), never across sessions. */
   tail: Promise<void> = Promise.resolve();
   ended = false;
-  readonly #nonces = new LRUCache<string, true>({ max: NONCE_MEMORY });
+  readonly #nonces = new NonceMemory(NONCE_MEMORY);
   readonly #bucket: TokenBucket;
 
   constructor(
@@ -66,10 +64,7 @@ export class Session {
 
   /** Records a nonce; false when it was already seen in this session (a replay). */
   firstUse(nonce: Uint8Array): boolean {
-    const key = Buffer.from(nonce).toString('base64');
-    if (this.#nonces.has(key)) return false;
-    this.#nonces.set(key, true);
-    return true;
+    return this.#nonces.firstUse(Buffer.from(nonce).toString('base64'));
   }
 
   /** A new session key (re-handshake): nonces seen under the old key no longer matter. */
@@ -93,6 +88,34 @@ export class Session {
       since: this.since,
       fqdns: Object.freeze([...this.clusters.values()].map((c) => c.fqdn)),
     });
+  }
+}
+
+/**
+ * Bounded replay memory: two generations of seen nonces; when the current one is full it becomes
+ * the previous one. Remembers at least the last `size` nonces, and costs memory only as nonces
+ * arrive (an idle session holds two empty sets, where a preallocated LRU would hold its capacity).
+ */
+export class NonceMemory {
+  #current = new Set<string>();
+  #previous = new Set<string>();
+
+  constructor(readonly size: number) {}
+
+  /** Records a nonce; false when it is already remembered. */
+  firstUse(nonce: string): boolean {
+    if (this.#current.has(nonce) || this.#previous.has(nonce)) return false;
+    if (this.#current.size >= this.size) {
+      this.#previous = this.#current;
+      this.#current = new Set();
+    }
+    this.#current.add(nonce);
+    return true;
+  }
+
+  clear(): void {
+    this.#current.clear();
+    this.#previous.clear();
   }
 }
 

@@ -37,6 +37,7 @@ describe('control handshake', () => {
     const answer = await client.auth();
     const parts = uncbor(answer) as unknown[];
     expect(parts).toHaveLength(5);
+    expect(cborShape(answer)).toEqual(['bytes', 'bytes', 'bytes', {}, 'bytes']);
     expect(gw.control.sessions()).toEqual([]);
     // The connection is forgotten: a command from it is dropped, and a known key can still authenticate on it.
     await client.sendRaw(cbor([Buffer.alloc(24), Buffer.from('list_domains'), Buffer.from('x'), Buffer.alloc(20), EMPTY]));

@@ -136,6 +136,12 @@ describe('control commands', () => {
       expect(reply.params.exception).toMatch(/domain claims are not available/);
     }
     expect((await client.request('frobnicate', {})).params.exception).toMatch(/unknown command "frobnicate"/);
+    // publish_web without a uuid cannot name its cluster: refused with a log message, never an exception reply.
+    await client.tell('publish_web', publish('nouuid.', ['10.0.0.1:80']));
+    const refusal = await client.receive();
+    expect(refusal).toMatchObject({ command: 'log', params: { error: true } });
+    expect(refusal.params.log).toMatch(/needs a uuid/);
+    expect(gw.membersOf('nouuid.test')).toBeUndefined();
     await client.tell('heartbeat', {});
     await client.tell('prepare_domain', { domain: 'example.com' });
     const log = await client.receive();

@@ -107,3 +107,31 @@ describe('SDK and HTTP through the gateway', () => {
     expect(gw.membersOf('back.test')).toEqual(['10.0.0.1:80', '10.0.0.2:80']);
   });
 });
+
+describe('SDK reconnect', () => {
+  it('resumes its session through a broken connection, keeping its clusters (no republish)', async () => {
+    const { startTcpProxy } = await import('../helpers/control-client.js');
+    const gw = await startTestControlPlane();
+    const proxy = await startTcpProxy(gw.control.port);
+    const events: string[] = [];
+    const location = await Location.connect({
+      host: '127.0.0.1',
+      port: proxy.port,
+      serverKey: gw.control.publicKey,
+      keys: gw.addAccount(),
+      onConnection: (event) => events.push(event),
+    });
+    onTestFinished(() => location.close());
+    const cluster = new Cluster(['10.0.0.1:80']);
+    await location.endpointFor('kept.test').publish(cluster, 'kept.test');
+    const rid = location.rid;
+    const version = gw.routing.snapshot().version;
+    proxy.cut();
+    await eventually(() => events.includes('resumed'), 10_000, 'the session to resume');
+    expect(events).toEqual(['lost', 'resumed']);
+    expect(location.rid).toBe(rid);
+    expect(gw.routing.snapshot().version).toBe(version); // nothing was published again
+    await cluster.add('10.0.0.2:80');
+    expect(gw.membersOf('kept.test')).toEqual(['10.0.0.1:80', '10.0.0.2:80']);
+  });
+});

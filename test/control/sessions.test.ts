@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { eventually, startTestControlPlane, uncbor } from '../helpers/control-client.js';
 
 const publish = (subdomain: string, containers: unknown[]) => ({ domain: 'test', subdomain, rewrite: null, ssl: null, containers });
@@ -94,5 +94,21 @@ describe('control sessions', () => {
     const keys = gw.addAccount('late@example.com');
     const client = await gw.session(keys);
     expect(gw.control.sessions()).toMatchObject([{ account: 'late@example.com', rid: client.rid.toString('hex') }]);
+  });
+});
+
+describe('dead connections', () => {
+  it('a peer that vanishes silently (no FIN, sends nothing) is detected and its routes go after the grace window', async () => {
+    const { startTcpProxy, RawControlClient } = await import('../helpers/control-client.js');
+    const gw = await startTestControlPlane({ sessionGraceMs: 400 });
+    const proxy = await startTcpProxy(gw.control.port);
+    const client = new RawControlClient(`tcp://127.0.0.1:${proxy.port}`, gw.serverKey, gw.addAccount());
+    onTestFinished(() => client.close());
+    await client.handshake();
+    await client.request('publish_web', publish('silent.', ['10.0.0.1:80']));
+    proxy.freeze();
+    await eventually(() => gw.control.sessions()[0]?.connected === false, 5000, 'the silent peer to be noticed');
+    expect(gw.membersOf('silent.test')).toEqual(['10.0.0.1:80']);
+    await eventually(() => gw.membersOf('silent.test') === undefined, 5000, 'the routes to go');
   });
 });

@@ -363,3 +363,62 @@ export async function eventually(check: () => boolean, timeoutMs = 5000, what = 
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+/**
+ * A TCP proxy in front of the control port, so a test can break a client's connection: `cut()`
+ * resets every connection (the client reconnects through the proxy), `freeze()` silently stops
+ * forwarding without closing anything (a peer that vanished without a FIN).
+ */
+export interface TcpProxy {
+  readonly port: number;
+  cut(): void;
+  freeze(): void;
+  close(): Promise<void>;
+}
+
+export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
+  const { createServer, connect } = await import('node:net');
+  const { once } = await import('node:events');
+  const pairs = new Set<[import('node:net').Socket, import('node:net').Socket]>();
+  let frozen = false;
+  const server = createServer((downstream) => {
+    const upstream = connect(targetPort, '127.0.0.1');
+    const pair: [import('node:net').Socket, import('node:net').Socket] = [downstream, upstream];
+    pairs.add(pair);
+    for (const socket of pair) {
+      socket.on('error', () => undefined);
+      socket.on('close', () => {
+        pairs.delete(pair);
+        downstream.destroy();
+        upstream.destroy();
+      });
+    }
+    downstream.on('data', (chunk) => {
+      if (!frozen) upstream.write(chunk);
+    });
+    upstream.on('data', (chunk) => {
+      if (!frozen) downstream.write(chunk);
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as import('node:net').AddressInfo).port;
+  const proxy: TcpProxy = {
+    port,
+    cut() {
+      for (const [downstream, upstream] of pairs) {
+        downstream.resetAndDestroy();
+        upstream.resetAndDestroy();
+      }
+    },
+    freeze() {
+      frozen = true;
+    },
+    async close() {
+      proxy.cut();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  onTestFinished(() => proxy.close());
+  return proxy;
+}
