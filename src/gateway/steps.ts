@@ -132,15 +132,16 @@ export function filterResponseHeaders(raw: readonly (Buffer | string)[]): string
   let named: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = latin1(raw[i]!);
-    if (name.length === 10 && isName(name, 'connection')) named = addTokens(named, latin1(raw[i + 1]!));
-  }
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = latin1(raw[i]!);
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || lower.startsWith('proxy-') || named?.has(lower)) continue;
+    if (lower === 'connection') named = addTokens(named, latin1(raw[i + 1]!));
+    if (HOP_BY_HOP.has(lower) || lower.startsWith('proxy-')) continue;
     out.push(name, latin1(raw[i + 1]!));
   }
-  return out;
+  if (named === undefined) return out;
+  // Rare: the member named extra hop-by-hop headers in Connection; drop them in a second pass.
+  const kept: string[] = [];
+  for (let i = 0; i < out.length; i += 2) if (!named.has(out[i]!.toLowerCase())) kept.push(out[i]!, out[i + 1]!);
+  return kept;
 }
 
 /** The client's address as X-Forwarded-For writes it (IPv4-mapped IPv6 shown as plain IPv4). */

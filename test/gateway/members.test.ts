@@ -2,7 +2,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { httpGet } from '../helpers/http.js';
 import { deadAddress, startRawUpstream, startUpstream } from '../helpers/upstream.js';
 import type { TestUpstream } from '../helpers/upstream.js';
-import { memberOf, startGateway } from './harness.js';
+import { memberOf, startGateway, waitFor } from './harness.js';
 
 async function started<T extends TestUpstream>(upstream: Promise<T>): Promise<T> {
   const u = await upstream;
@@ -82,5 +82,18 @@ describe('gateway members', () => {
       expect(res.status, host).toBe(502);
       expect(res.body, host).toContain('invalid HTTP response');
     }
+  });
+});
+
+describe('gateway member pools', () => {
+  it('closes the pool of a member no route uses any more', async () => {
+    const a = await started(startUpstream());
+    const b = await started(startUpstream());
+    const gw = await startGateway({ 'app.test': { members: [a.address] } });
+    expect((await httpGet(gw.port, 'app.test')).status).toBe(200);
+    expect(a.connections.size).toBe(1); // kept alive by the pool
+    gw.publish({ 'app.test': { members: [b.address] } });
+    await waitFor(() => a.connections.size === 0, 3_000, "the dropped member's connections to close");
+    expect((await httpGet(gw.port, 'app.test')).body).toBe(`hello from ${b.port}`);
   });
 });
