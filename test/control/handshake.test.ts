@@ -101,4 +101,11 @@ describe('control handshake', () => {
     const again = await startTestControlPlane({ stateDir: gw.stateDir });
     expect(again.control.publicKey).toBe(gw.control.publicKey);
   });
+
+  it('binds every interface for host "" and any free port for port 0', async () => {
+    const gw = await startTestControlPlane({ listenHost: '' });
+    expect(gw.control.port).toBeGreaterThan(0);
+    const client = await gw.session();
+    expect(client.offer?.command).toBe('resource_offer');
+  });
 });

@@ -12,7 +12,7 @@ import { Dealer } from 'zeromq';
 import { onTestFinished } from 'vitest';
 import { createLogger } from '../../src/log.js';
 import { ControlPlane, RoutingStateBuilder, openStore } from '../../src/control/index.js';
-import { DataPlane } from '../../src/gateway/data-plane.js';
+import { DataPlane } from '../../src/gateway/index.js';
 import type { RoutingState } from '../../src/vhost/index.js';
 
 const encoder = new Encoder({ useRecords: false, variableMapSize: true, tagUint8Array: false });
@@ -283,7 +283,7 @@ export interface TestControlPlane {
 }
 
 export async function startTestControlPlane(
-  options: { sessionGraceMs?: number; maxFrameBytes?: number; messagesPerSecond?: number; globalDomains?: string[]; stateDir?: string } = {},
+  options: { sessionGraceMs?: number; maxFrameBytes?: number; messagesPerSecond?: number; globalDomains?: string[]; stateDir?: string; listenHost?: string } = {},
 ): Promise<TestControlPlane> {
   const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), 'tfgate-control-'));
   const logs: Record<string, unknown>[] = [];
@@ -296,7 +296,7 @@ export async function startTestControlPlane(
   const dataPlane = new DataPlane({ balancer: 'least-outstanding' });
   const applied: RoutingState[] = [];
   const control = new ControlPlane({
-    listen: { host: '127.0.0.1', port: 0 },
+    listen: { host: options.listenHost ?? '127.0.0.1', port: 0 },
     stateDir,
     globalDomains: options.globalDomains ?? ['test'],
     sessionGraceMs: options.sessionGraceMs ?? 60_000,
