@@ -6,7 +6,7 @@ import type { Upstream } from '../upstreams/index.js';
 import type { RouteTableRef } from '../vhost/index.js';
 import { AllMembersDownError, NoMembersError, NoRouteError } from './errors.js';
 import type { ForwardExchange, Forwarder } from './forward.js';
-import { logFailure, sendError } from './respond.js';
+import { asGatewayError, logFailure, sendError } from './respond.js';
 import type { Route } from './route.js';
 import { checkHead, clientAddress, hasBody, resolveTarget, upstreamHeaders } from './steps.js';
 
@@ -62,18 +62,23 @@ export class Pipeline {
     req.on('error', ignore); // a client reset surfaces through 'close'; an unheard 'error' would crash
     this.#o.tracker.started();
     if (this.#closing) res.shouldKeepAlive = false;
-    const routed = this.route(req, ex.client);
-    if (routed instanceof GatewayError) {
-      this.#fail(ex, routed);
-      return;
+    try {
+      const routed = this.route(req, ex.client);
+      if (routed instanceof GatewayError) {
+        this.#fail(ex, routed);
+        return;
+      }
+      ex.routed = routed;
+      ex.member = routed.member;
+      ex.path = routed.path;
+      ex.headers = routed.headers;
+      ex.hasBody = hasBody(req);
+      ex.attempts = 1;
+      this.#o.forwarder.forward(ex, routed.member);
+    } catch (err) {
+      // A bug must cost one request a 500, never the process (a throw here is an uncaught exception).
+      this.#fail(ex, asGatewayError(err));
     }
-    ex.routed = routed;
-    ex.member = routed.member;
-    ex.path = routed.path;
-    ex.headers = routed.headers;
-    ex.hasBody = hasBody(req);
-    ex.attempts = 1;
-    this.#o.forwarder.forward(ex, routed.member);
   };
 
   /** Routes a request (plain or upgrade): head checks, hostname, route, member, upstream headers. */
