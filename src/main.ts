@@ -2,7 +2,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { ControlPlane, RoutingStateBuilder } from './control/index.js';
-import { AdminServer, DataPlane, Gateway } from './gateway/index.js';
+import { AdminServer, DataPlane, Gateway, GatewayMetrics, buildStatus, countEjected } from './gateway/index.js';
 import { parseRoutesFile } from './vhost/index.js';
 import type { RouteSpec } from './vhost/index.js';
 
@@ -29,13 +29,22 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const routing = new RoutingStateBuilder();
   if (config.routesFile) routing.setStatic(await readRoutes(config.routesFile));
 
+  const startedAt = Date.now();
+  // One registry per process; with worker processes the primary will merge theirs (a later issue).
+  const metrics = new GatewayMetrics({
+    sessions: () => control.sessions().length,
+    routes: () => dataPlane.routes.current.size,
+    membersEjected: () => countEjected(dataPlane, Date.now()),
+    certificates: () =>
+      (dataPlane.certificates?.all() ?? []).flatMap((c) => c.bundle.names.map((name) => ({ name, source: c.source, notAfter: c.bundle.notAfter }))),
+  });
   let gateway: Gateway | undefined;
   const dataPlane = new DataPlane({
     balancer: config.balancer,
     onMembersDropped: (dropped) => gateway?.closeMembers(dropped),
   });
   dataPlane.apply(routing.snapshot());
-  gateway = new Gateway({ limits: config.limits, routes: dataPlane.routes, log: log.child({ component: 'gateway' }), accessLog: config.accessLog });
+  gateway = new Gateway({ limits: config.limits, routes: dataPlane.routes, log: log.child({ component: 'gateway' }), accessLog: config.accessLog, metrics });
 
   const control = new ControlPlane({
     listen: config.control,
@@ -47,27 +56,23 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     routing,
     applyRouting: async (state) => dataPlane.apply(state),
     log: log.child({ component: 'control' }),
+    onCommand: (command, result) => metrics.controlMessage(command, result),
   });
 
   let ready = false;
   const admin = new AdminServer(
     {
       ready: () => ready,
-      status: () => ({
-        version: dataPlane.version,
-        sessions: control.sessions(),
-        routes: [...dataPlane.routes.current.entries()].map(([fqdn, route]) => ({
-          fqdn,
-          cluster: route.cluster.id,
-          rewrite: route.rewrite,
-          members: route.cluster.members.map((member) => ({
-            address: member.address,
-            healthy: member.isAvailable(Date.now()),
-            inFlight: member.inFlight,
-            requests: member.requests,
-          })),
-        })),
-      }),
+      status: () =>
+        buildStatus({
+          dataPlane,
+          sessions: () => control.sessions(),
+          inFlight: () => gateway?.inFlight ?? 0,
+          routeTotals: () => metrics.routeTotals(),
+          startedAt,
+          now: Date.now,
+        }),
+      metrics: async () => ({ contentType: metrics.contentType, text: await metrics.text() }),
     },
     log.child({ component: 'admin' }),
   );

@@ -32,6 +32,8 @@ export interface ControlPlaneOptions {
   log: Logger;
   /** Injected clock, ms since the epoch. */
   now?: () => number;
+  /** Told how each command ended (metrics); `refused` is a ControlError reply, `error` a failure inside the gateway. */
+  onCommand?: (command: string, result: 'ok' | 'refused' | 'error') => void;
 }
 
 /** The command sent to probe a connection: clients ignore commands they do not know. */
@@ -247,6 +249,7 @@ export class ControlPlane {
     try {
       results = await this.#commands.run(session, message);
     } catch (err) {
+      this.#options.onCommand?.(message.command, err instanceof ControlError ? 'refused' : 'error');
       const reason = err instanceof ControlError ? err.message : 'internal error in the gateway';
       if (err instanceof ControlError) this.#log.info({ rid: session.ridHex, command: message.command, reason }, 'control command refused');
       else this.#log.error({ err, rid: session.ridHex, command: message.command }, 'control command failed');
@@ -254,6 +257,7 @@ export class ControlPlane {
       else await this.#send(session, 'log', EMPTY, { error: true, log: `${message.command}: ${reason}` });
       return;
     }
+    this.#options.onCommand?.(message.command, 'ok');
     if (message.uuid.length > 0) await this.#reply(session, message.uuid, results);
   }
 

@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { ListenAddress } from '../config.js';
 import type { Logger } from '../log.js';
+import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard.js';
 
 /** What the admin listener reports; supplied by the composition root, so admin imports no other folder. */
 export interface AdminSources {
@@ -11,11 +12,14 @@ export interface AdminSources {
   ready(): boolean;
   /** Plain JSON-able status: sessions, routes, clusters, members. */
   status(): unknown;
+  /** The Prometheus text exposition and its content type. */
+  metrics(): Promise<{ contentType: string; text: string }>;
 }
 
 /**
  * The operator's listener (`--admin`, loopback by default): `GET /healthz` (the process is alive),
- * `GET /readyz` (listeners bound, state loaded) and `GET /status` (JSON).
+ * `GET /readyz` (listeners bound, state loaded), `GET /status` (JSON), `GET /metrics` (Prometheus
+ * text) and `GET /` (the dashboard page, which polls `/status`).
  */
 export class AdminServer {
   readonly #server: Server;
@@ -26,7 +30,13 @@ export class AdminServer {
   constructor(sources: AdminSources, log: Logger) {
     this.#sources = sources;
     this.#log = log;
-    this.#server = createServer((req, res) => this.#handle(req, res));
+    this.#server = createServer((req, res) => {
+      this.#handle(req, res).catch((err: unknown) => {
+        this.#log.error({ err, url: req.url }, 'admin request failed');
+        if (!res.headersSent) send(res, 500, 'text/plain', 'internal error\n');
+        else res.destroy();
+      });
+    });
     this.#server.on('clientError', (_err, socket) => socket.destroy());
     this.#server.on('error', (err) => this.#log.error({ err }, 'admin listener error'));
   }
@@ -50,28 +60,34 @@ export class AdminServer {
     return this.#closed;
   }
 
-  #handle(req: IncomingMessage, res: ServerResponse): void {
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed\n');
-    try {
-      switch (path) {
-        case '/healthz':
-          return send(res, 200, 'text/plain', 'ok\n');
-        case '/readyz':
-          return this.#sources.ready() ? send(res, 200, 'text/plain', 'ready\n') : send(res, 503, 'text/plain', 'starting\n');
-        case '/status':
-          return send(res, 200, 'application/json', `${JSON.stringify(this.#sources.status(), null, 2)}\n`);
-        default:
-          return send(res, 404, 'text/plain', `no such admin page: ${path}\n`);
+    switch (path) {
+      case '/':
+        res.setHeader('content-security-policy', DASHBOARD_CSP);
+        return send(res, 200, 'text/html', DASHBOARD_HTML);
+      case '/metrics': {
+        const { contentType, text } = await this.#sources.metrics();
+        return sendTyped(res, 200, contentType, text);
       }
-    } catch (err) {
-      this.#log.error({ err, path }, 'admin request failed');
-      return send(res, 500, 'text/plain', 'internal error\n');
+      case '/healthz':
+        return send(res, 200, 'text/plain', 'ok\n');
+      case '/readyz':
+        return this.#sources.ready() ? send(res, 200, 'text/plain', 'ready\n') : send(res, 503, 'text/plain', 'starting\n');
+      case '/status':
+        return send(res, 200, 'application/json', `${JSON.stringify(this.#sources.status(), null, 2)}\n`);
+      default:
+        return send(res, 404, 'text/plain', `no such admin page: ${path}\n`);
     }
   }
 }
 
 function send(res: ServerResponse, status: number, type: string, body: string): void {
-  res.writeHead(status, { 'content-type': `${type}; charset=utf-8`, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  sendTyped(res, status, `${type}; charset=utf-8`, body);
+}
+
+function sendTyped(res: ServerResponse, status: number, contentType: string, body: string): void {
+  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
   res.end(body);
 }

@@ -28,6 +28,8 @@ export interface ForwardExchange {
   clientGone: boolean;
   /** Response body bytes written to the client. */
   bytes: number;
+  /** Time from dispatching the last attempt to the member's response headers, once they arrived. */
+  upstreamMs: number | undefined;
   /**
    * One attempt on `member` ended. `err` is undefined when the response was relayed in full.
    * `retryable` says nothing reached the member, so another member may be tried.
@@ -148,6 +150,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly #member: Upstream;
   readonly #now: () => number;
   #controller: Dispatcher.DispatchController | undefined;
+  readonly #started: number;
   #responded = false;
   #done = false;
 
@@ -155,6 +158,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#ex = ex;
     this.#member = member;
     this.#now = now;
+    this.#started = now();
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -166,6 +170,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
     // 1xx informational: Node answers `Expect: 100-continue` to the client itself; others are dropped.
     if (statusCode < 200 || this.#done) return;
+    this.#ex.upstreamMs = this.#now() - this.#started;
     this.#member.recordSuccess();
     const res = this.#ex.res;
     const raw = Array.isArray(controller.rawHeaders) ? controller.rawHeaders : headersToRaw(headers);

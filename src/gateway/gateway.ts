@@ -9,6 +9,7 @@ import type { Upstream } from '../upstreams/index.js';
 import type { RouteTableRef } from '../vhost/index.js';
 import { BadRequestError, HeadersTooLargeError, NotImplementedError, RequestTimeoutError } from './errors.js';
 import { Forwarder } from './forward.js';
+import type { TrafficMetrics } from './metrics.js';
 import { Pipeline } from './pipeline.js';
 import { logFailure, writeSocketError } from './respond.js';
 import type { Route } from './route.js';
@@ -22,6 +23,8 @@ export interface GatewayOptions {
   log: Logger;
   accessLog: boolean;
   now?: () => number;
+  /** Where request counts, upstream times and connection counts go (one registry per process). */
+  metrics?: TrafficMetrics;
 }
 
 /**
@@ -80,6 +83,7 @@ export class Gateway {
       writeSocketError(socket, err);
     });
     this.#servers.push(server);
+    this.#options.metrics?.trackListener(server);
     server.listen({ host: address.host === '' ? undefined : address.host, port: address.port });
     await once(server, 'listening');
     server.on('error', (err) => this.#log.error({ err }, 'http listener error'));
@@ -135,6 +139,7 @@ export class Gateway {
       now: this.#now,
       proto,
       forwarder: this.#forwarder,
+      metrics: this.#options.metrics,
       tracker: {
         started: () => {
           this.#inFlight++;

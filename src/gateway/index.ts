@@ -15,3 +15,7 @@ export {
 } from './errors.js';
 export { AdminServer } from './admin.js';
 export type { AdminSources } from './admin.js';
+export { GatewayMetrics, NO_ROUTE, OTHER_ROUTE } from './metrics.js';
+export type { ControlResult, MetricSources, RouteTotals, TrafficMetrics } from './metrics.js';
+export { buildStatus, countEjected } from './status.js';
+export type { GatewayStatus, MemberStatus, StatusInputs, StatusSessionInput } from './status.js';

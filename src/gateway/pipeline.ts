@@ -6,6 +6,7 @@ import type { Upstream } from '../upstreams/index.js';
 import type { RouteTableRef } from '../vhost/index.js';
 import { AllMembersDownError, NoMembersError, NoRouteError } from './errors.js';
 import type { ForwardExchange, Forwarder } from './forward.js';
+import type { TrafficMetrics } from './metrics.js';
 import { asGatewayError, logFailure, sendError } from './respond.js';
 import type { Route } from './route.js';
 import { checkHead, clientAddress, hasBody, resolveTarget, upstreamHeaders } from './steps.js';
@@ -27,6 +28,8 @@ export interface PipelineOptions {
   readonly proto: 'http' | 'https';
   readonly forwarder: Forwarder;
   readonly tracker: RequestTracker;
+  /** Request counts by status class and route, and upstream response times. */
+  readonly metrics?: TrafficMetrics;
 }
 
 /** A routed request: where it goes and what is sent there. */
@@ -129,18 +132,20 @@ export class Pipeline {
     this.#fail(ex, err);
   }
 
-  /** The response closed (finished or cut): count it out and write the access-log line. */
+  /** The response closed (finished or cut): count it out, record its metrics and write the access-log line. */
   responseClosed(ex: Exchange): void {
     this.#o.tracker.ended();
-    if (!this.#o.accessLog) return;
     const res = ex.res;
+    // 499 (nginx's "client closed request") when the client left before any answer.
+    const status = res.headersSent ? res.statusCode : 499;
+    this.#o.metrics?.request(ex.routed?.route.fqdn, status, ex.upstreamMs);
+    if (!this.#o.accessLog) return;
     this.#o.log.info(
       {
         fqdn: ex.routed?.route.fqdn,
         method: ex.req.method,
         path: ex.path || ex.req.url,
-        // 499 (nginx's "client closed request") when the client left before any answer.
-        status: res.headersSent ? res.statusCode : 499,
+        status,
         durationMs: this.#o.now() - ex.start,
         member: ex.member?.address,
         bytes: ex.bytes,
@@ -175,6 +180,7 @@ class Exchange implements ForwardExchange {
   hasBody = false;
   clientGone = false;
   bytes = 0;
+  upstreamMs: number | undefined;
   attempts = 0;
   error: GatewayError | undefined;
 

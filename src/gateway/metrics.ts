@@ -1,0 +1,185 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Server, Socket } from 'node:net';
+import { Server as TlsServer } from 'node:tls';
+
+/** Route label used once `maxRouteLabels` distinct routes have been seen. */
+export const OTHER_ROUTE = 'other';
+/** Route label of requests that matched no route (404, 400…). */
+export const NO_ROUTE = 'none';
+
+/** Commands of protocol.md counted under their own name; anything else is counted as `unknown`. */
+const CONTROL_COMMANDS = new Set([
+  'heartbeat',
+  'list_domains',
+  'publish_web',
+  'unpublish_web',
+  'add_to_cluster',
+  'remove_from_cluster',
+  'prepare_domain',
+  'claim_domain',
+  'release_domain',
+  'make_domain_global',
+  'make_domain_private',
+]);
+
+/** How a control command ended: answered, refused with a reason (ControlError), or failed inside the gateway. */
+export type ControlResult = 'ok' | 'refused' | 'error';
+
+/** Providers read at scrape time, so the hot path never updates these gauges. */
+export interface MetricSources {
+  sessions(): number;
+  routes(): number;
+  /** Members currently ejected (passive health), across every route. */
+  membersEjected(): number;
+  certificates(): readonly { name: string; source: string; notAfter: Date }[];
+}
+
+/** What the request path records; {@link GatewayMetrics} implements it, tests may pass a fake. */
+export interface TrafficMetrics {
+  /** One answered (or abandoned) request; `upstreamMs` is the time to the member's response headers. */
+  request(route: string | undefined, status: number, upstreamMs: number | undefined): void;
+  /** Counts a listener's open client connections (and TLS handshakes when it is a TLS server). */
+  trackListener(server: Server): void;
+}
+
+/** Requests and 5xx answers of one route label since start, for the status page and the dashboard. */
+export interface RouteTotals {
+  requests: number;
+  errors: number;
+}
+
+/**
+ * The gateway's Prometheus metrics (the only prom-client import), in a registry of their own per
+ * process so a primary can later merge its workers' registries. Label values are bounded: at most
+ * `maxRouteLabels` route names, then `other`. Hot-path methods do a map lookup and an increment.
+ */
+export class GatewayMetrics implements TrafficMetrics {
+  readonly registry = new Registry();
+  readonly #requests: Counter<'status_class' | 'route'>;
+  readonly #upstreamSeconds: Histogram<'route'>;
+  readonly #connections: Gauge<'listener'>;
+  readonly #handshakes: Counter<'result'>;
+  readonly #control: Counter<'command' | 'result'>;
+  readonly #totals = new Map<string, RouteTotals>();
+  readonly #maxRouteLabels: number;
+
+  constructor(sources: MetricSources, options: { maxRouteLabels?: number } = {}) {
+    this.#maxRouteLabels = options.maxRouteLabels ?? 200;
+    const registers = [this.registry];
+    this.#requests = new Counter({ name: 'tfgate_http_requests_total', help: 'Requests answered, by status class and route', labelNames: ['status_class', 'route'], registers });
+    this.#upstreamSeconds = new Histogram({
+      name: 'tfgate_upstream_response_seconds',
+      help: 'Time from forwarding a request to the member to its response headers',
+      labelNames: ['route'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.#connections = new Gauge({ name: 'tfgate_active_connections', help: 'Open client connections, by listener', labelNames: ['listener'], registers });
+    // Both label sets exist from the start, so a dashboard sees 0 rather than nothing.
+    this.#connections.set({ listener: 'http' }, 0);
+    this.#handshakes = new Counter({ name: 'tfgate_tls_handshakes_total', help: 'TLS handshakes, by result (ok, failed)', labelNames: ['result'], registers });
+    this.#control = new Counter({ name: 'tfgate_control_messages_total', help: 'Control messages, by command and result (ok, refused, error)', labelNames: ['command', 'result'], registers });
+    new Gauge({
+      name: 'tfgate_sessions',
+      help: 'Control sessions held (connected or within their grace window)',
+      registers,
+      collect() {
+        this.set(sources.sessions());
+      },
+    });
+    new Gauge({
+      name: 'tfgate_routes',
+      help: 'Routes in the route table',
+      registers,
+      collect() {
+        this.set(sources.routes());
+      },
+    });
+    new Gauge({
+      name: 'tfgate_members_ejected',
+      help: 'Members currently taken out of balancing after a failure',
+      registers,
+      collect() {
+        this.set(sources.membersEjected());
+      },
+    });
+    new Gauge({
+      name: 'tfgate_certificate_expiry_timestamp_seconds',
+      help: 'When each served certificate expires (unix time), by name and source',
+      labelNames: ['name', 'source'],
+      registers,
+      collect() {
+        this.reset();
+        let count = 0;
+        for (const certificate of sources.certificates()) {
+          if (++count > 500) break; // bounded, like every label set here
+          this.set({ name: certificate.name, source: certificate.source }, Math.floor(certificate.notAfter.getTime() / 1000));
+        }
+      },
+    });
+  }
+
+  /** One answered request. Hot path. */
+  request(route: string | undefined, status: number, upstreamMs: number | undefined): void {
+    const label = this.#routeLabel(route);
+    this.#requests.inc({ status_class: statusClass(status), route: label });
+    if (upstreamMs !== undefined) this.#upstreamSeconds.observe({ route: label }, upstreamMs / 1000);
+    const totals = this.#totals.get(label);
+    if (totals !== undefined) {
+      totals.requests++;
+      if (status >= 500) totals.errors++;
+    }
+  }
+
+  /** Counts `server`'s connections; for a TLS server also its handshakes (`secureConnection` / `tlsClientError`). */
+  trackListener(server: Server): void {
+    const listener = server instanceof TlsServer ? 'https' : 'http';
+    this.#connections.inc({ listener }, 0);
+    server.on('connection', (socket: Socket) => {
+      this.#connections.inc({ listener });
+      socket.once('close', () => this.#connections.dec({ listener }));
+    });
+    if (server instanceof TlsServer) {
+      server.on('secureConnection', () => this.#handshakes.inc({ result: 'ok' }));
+      server.on('tlsClientError', () => this.#handshakes.inc({ result: 'failed' }));
+    }
+  }
+
+  /** One control command handled (ControlPlaneOptions `onCommand`). */
+  controlMessage(command: string, result: ControlResult): void {
+    this.#control.inc({ command: CONTROL_COMMANDS.has(command) ? command : 'unknown', result });
+  }
+
+  /** Requests and 5xx answers per route label since start (plain copies). */
+  routeTotals(): Record<string, RouteTotals> {
+    const out: Record<string, RouteTotals> = {};
+    for (const [label, totals] of this.#totals) out[label] = { ...totals };
+    return out;
+  }
+
+  /** The Prometheus text exposition. */
+  async text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** The exposition's content type. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  #routeLabel(route: string | undefined): string {
+    if (route === undefined) return this.#label(NO_ROUTE);
+    if (this.#totals.has(route)) return route;
+    if (this.#totals.size >= this.#maxRouteLabels) return this.#label(OTHER_ROUTE);
+    return this.#label(route);
+  }
+
+  #label(label: string): string {
+    if (!this.#totals.has(label)) this.#totals.set(label, { requests: 0, errors: 0 });
+    return label;
+  }
+}
+
+function statusClass(status: number): string {
+  return status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : 'other';
+}

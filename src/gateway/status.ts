@@ -1,0 +1,119 @@
+import type { Upstream } from '../upstreams/index.js';
+import type { DataPlane } from './data-plane.js';
+import type { RouteTotals } from './metrics.js';
+
+/** A control session as the status page shows it (the shape of control's SessionInfo, without importing control). */
+export interface StatusSessionInput {
+  readonly rid: string;
+  readonly account: string;
+  readonly connected: boolean;
+  /** When the session began, ms since the epoch. */
+  readonly since: number;
+  readonly fqdns: readonly string[];
+}
+
+/** One member's health and load. */
+export interface MemberStatus {
+  address: string;
+  /** `ejected` (out of balancing now), `failing` (back in after an ejection, no success since), or `healthy`. */
+  state: 'healthy' | 'ejected' | 'failing';
+  healthy: boolean;
+  /** ISO time until which the member is ejected, when it is. */
+  ejectedUntil: string | null;
+  consecutiveFailures: number;
+  inFlight: number;
+  requests: number;
+}
+
+/** The `GET /status` document. */
+export interface GatewayStatus {
+  time: string;
+  version: number;
+  uptimeSeconds: number;
+  inFlight: number;
+  requests: number;
+  errors: number;
+  sessions: { rid: string; account: string; connected: boolean; since: string; ageSeconds: number; fqdns: readonly string[] }[];
+  routes: { fqdn: string; cluster: string; rewrite: string | null; requests: number; errors: number; members: MemberStatus[] }[];
+  certificates: { names: readonly string[]; source: string; origin: string; notAfter: string; expiresInDays: number }[];
+}
+
+/** What {@link buildStatus} reads; main.ts supplies it (sessions come from the control plane). */
+export interface StatusInputs {
+  readonly dataPlane: DataPlane;
+  readonly sessions: () => readonly StatusSessionInput[];
+  /** Requests in flight in this process's listeners. */
+  readonly inFlight: () => number;
+  /** Per-route totals from the metrics (route label → requests, 5xx). */
+  readonly routeTotals: () => Readonly<Record<string, RouteTotals>>;
+  readonly startedAt: number;
+  readonly now: () => number;
+}
+
+/** Builds the plain JSON status of one process from its data plane, sessions and counters. */
+export function buildStatus(inputs: StatusInputs): GatewayStatus {
+  const now = inputs.now();
+  const totals = inputs.routeTotals();
+  let requests = 0;
+  let errors = 0;
+  for (const t of Object.values(totals)) {
+    requests += t.requests;
+    errors += t.errors;
+  }
+  const routes = [...inputs.dataPlane.routes.current.entries()]
+    .map(([fqdn, route]) => ({
+      fqdn,
+      cluster: route.cluster.id,
+      rewrite: route.rewrite,
+      requests: totals[fqdn]?.requests ?? 0,
+      errors: totals[fqdn]?.errors ?? 0,
+      members: route.cluster.members.map((member) => memberStatus(member, now)),
+    }))
+    .sort((a, b) => a.fqdn.localeCompare(b.fqdn));
+  const certificates = (inputs.dataPlane.certificates?.all() ?? []).map((certificate) => ({
+    names: certificate.bundle.names,
+    source: certificate.source,
+    origin: certificate.origin,
+    notAfter: certificate.bundle.notAfter.toISOString(),
+    expiresInDays: Math.floor((certificate.bundle.notAfter.getTime() - now) / 86_400_000),
+  }));
+  return {
+    time: new Date(now).toISOString(),
+    version: inputs.dataPlane.version,
+    uptimeSeconds: Math.floor((now - inputs.startedAt) / 1000),
+    inFlight: inputs.inFlight(),
+    requests,
+    errors,
+    sessions: inputs.sessions().map((session) => ({
+      rid: session.rid,
+      account: session.account,
+      connected: session.connected,
+      since: new Date(session.since).toISOString(),
+      ageSeconds: Math.max(0, Math.floor((now - session.since) / 1000)),
+      fqdns: session.fqdns,
+    })),
+    routes,
+    certificates,
+  };
+}
+
+/** Members currently ejected across the data plane (the `tfgate_members_ejected` gauge). */
+export function countEjected(dataPlane: DataPlane, now: number): number {
+  let ejected = 0;
+  for (const member of dataPlane.registry.all()) if (!member.isAvailable(now)) ejected++;
+  return ejected;
+}
+
+function memberStatus(member: Upstream, now: number): MemberStatus {
+  const available = member.isAvailable(now);
+  const state = !available ? 'ejected' : member.consecutiveFailures > 0 ? 'failing' : 'healthy';
+  return {
+    address: member.address,
+    state,
+    healthy: state === 'healthy',
+    ejectedUntil: available ? null : new Date(member.ejectedUntil).toISOString(),
+    consecutiveFailures: member.consecutiveFailures,
+    inFlight: member.inFlight,
+    requests: member.requests,
+  };
+}
