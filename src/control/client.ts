@@ -60,6 +60,8 @@ export class Location {
   #domains: readonly string[] = [];
   #awaitingOffer = false;
   #renewing = false;
+  /** Settles when clusters published again after a renewal have their new ids. */
+  #republishing: Promise<void> = Promise.resolve();
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #ready: { resolve: () => void; reject: (err: Error) => void } | undefined;
   #lostResolve: ((err: Error) => void) | undefined;
@@ -141,6 +143,11 @@ export class Location {
   /** @internal Records a published cluster so it can be published again on a new session. */
   _remember(cluster: Cluster, endpoint: WebEndpoint, fqdn: string, options: PublishOptions): void {
     this.#published.set(cluster, { endpoint, fqdn, options });
+  }
+
+  /** @internal Waits until clusters published again after a renewal carry their new ids. */
+  _settled(): Promise<void> {
+    return this.#republishing;
   }
 
   /** @internal */
@@ -263,7 +270,7 @@ export class Location {
     if (this.#renewing) {
       this.#renewing = false;
       this.#options.onConnection?.('renewed');
-      void this.#republish();
+      this.#republishing = this.#republish();
     }
   }
 
@@ -341,6 +348,7 @@ export class WebEndpoint {
 
   /** Unpublishes `cluster`; resolves once it is gone. */
   async unpublish(cluster: Cluster): Promise<void> {
+    await this.location._settled();
     const id = cluster._id;
     if (!id) throw new ControlError('that cluster is not published');
     this.location._forget(cluster);
@@ -372,6 +380,7 @@ export class Cluster {
   /** Adds a member (at once on the gateway when published). */
   async add(member: string): Promise<void> {
     if (this.#members.includes(member)) return;
+    await this.#location?._settled();
     if (this.#location && this.#id) await this.#location.request('add_to_cluster', { cluster: this.#id, container: member });
     this.#members.push(member);
   }
@@ -379,6 +388,7 @@ export class Cluster {
   /** Removes a member (at once on the gateway when published). */
   async remove(member: string): Promise<void> {
     if (!this.#members.includes(member)) return;
+    await this.#location?._settled();
     if (this.#location && this.#id) await this.#location.request('remove_from_cluster', { cluster: this.#id, container: member });
     this.#members = this.#members.filter((m) => m !== member);
   }
