@@ -1,0 +1,182 @@
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { Cluster } from '../../src/control/index.js';
+import { DataPlane, buildStatus } from '../../src/gateway/index.js';
+import { makeCertificate } from '../helpers/certs.js';
+import { httpGet, httpRequest } from '../helpers/http.js';
+import { startTestServer } from '../helpers/server.js';
+import { deadAddress, startUpstream } from '../helpers/upstream.js';
+
+/** The value of one sample line of a Prometheus exposition, or undefined. */
+function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const match = /^([a-z_]+)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const seen = Object.fromEntries([...(match[2] ?? '').matchAll(/([a-z_]+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+    if (Object.entries(labels).every(([k, v]) => seen[k] === v) && Object.keys(seen).length === Object.keys(labels).length) return Number(match[3]);
+  }
+  return undefined;
+}
+
+describe('admin listener', () => {
+  it('serves /healthz, /readyz, and a /status with sessions, routes, members and their health', async () => {
+    const t = await startTestServer();
+    const member = await startUpstream();
+    onTestFinished(() => member.close());
+    const location = await t.connect('alice');
+    const cluster = new Cluster([member.address]);
+    await location.endpointFor('app.test').publish(cluster, 'app.test');
+
+    expect((await httpRequest(t.adminPort, { host: 'localhost', path: '/healthz' })).body).toBe('ok\n');
+    expect((await httpRequest(t.adminPort, { host: 'localhost', path: '/readyz' })).body).toBe('ready\n');
+    expect((await httpGet(t.server.http, 'app.test')).status).toBe(200);
+
+    const res = await httpRequest(t.adminPort, { host: 'localhost', path: '/status' });
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    const status = JSON.parse(res.body);
+    expect(status.sessions).toHaveLength(1);
+    expect(status.sessions[0]).toMatchObject({ account: 'alice', connected: true, fqdns: ['app.test'], rid: location.rid });
+    expect(status.sessions[0].ageSeconds).toBeGreaterThanOrEqual(0);
+    expect(Date.parse(status.sessions[0].since)).toBeLessThanOrEqual(Date.now());
+    expect(status.routes).toEqual([
+      {
+        fqdn: 'app.test',
+        cluster: Buffer.from(cluster._id!).toString('hex'),
+        rewrite: null,
+        requests: 1,
+        errors: 0,
+        members: [{ address: member.address, state: 'healthy', healthy: true, ejectedUntil: null, consecutiveFailures: 0, inFlight: 0, requests: 1 }],
+      },
+    ]);
+    expect(status.requests).toBe(1);
+    expect(status.inFlight).toBe(0);
+    expect(Array.isArray(status.certificates)).toBe(true);
+  });
+
+  it('shows a member that cannot be connected to as ejected, in /status and /metrics', async () => {
+    const t = await startTestServer();
+    const location = await t.connect('bob');
+    const dead = await deadAddress();
+    await location.endpointFor('down.test').publish(new Cluster([dead]), 'down.test');
+    expect((await httpGet(t.server.http, 'down.test')).status).toBeGreaterThanOrEqual(502);
+
+    const status = JSON.parse((await httpRequest(t.adminPort, { host: 'localhost', path: '/status' })).body);
+    const [route] = status.routes;
+    expect(route.errors).toBe(1);
+    expect(route.members[0]).toMatchObject({ address: dead, state: 'ejected', healthy: false, consecutiveFailures: 1 });
+    expect(Date.parse(route.members[0].ejectedUntil)).toBeGreaterThan(Date.now() - 1000);
+
+    const metrics = (await httpRequest(t.adminPort, { host: 'localhost', path: '/metrics' })).body;
+    expect(sample(metrics, 'tfgate_members_ejected')).toBe(1);
+    expect(sample(metrics, 'tfgate_http_requests_total', { status_class: '5xx', route: 'down.test' })).toBe(1);
+  });
+
+  it('exposes Prometheus metrics that change with traffic', async () => {
+    const t = await startTestServer();
+    const member = await startUpstream();
+    onTestFinished(() => member.close());
+    const before = await httpRequest(t.adminPort, { host: 'localhost', path: '/metrics' });
+    expect(before.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+    expect(before.body).toContain('# TYPE tfgate_http_requests_total counter');
+    expect(sample(before.body, 'tfgate_sessions')).toBe(0);
+    expect(sample(before.body, 'tfgate_routes')).toBe(0);
+    expect(sample(before.body, 'tfgate_http_requests_total', { status_class: '2xx', route: 'm.test' })).toBeUndefined();
+
+    const location = await t.connect('carol');
+    await location.endpointFor('m.test').publish(new Cluster([member.address]), 'm.test');
+    for (let i = 0; i < 3; i++) expect((await httpGet(t.server.http, 'm.test')).status).toBe(200);
+    expect((await httpGet(t.server.http, 'nowhere.test')).status).toBe(404);
+
+    const after = (await httpRequest(t.adminPort, { host: 'localhost', path: '/metrics' })).body;
+    expect(sample(after, 'tfgate_http_requests_total', { status_class: '2xx', route: 'm.test' })).toBe(3);
+    expect(sample(after, 'tfgate_http_requests_total', { status_class: '4xx', route: 'none' })).toBe(1);
+    expect(sample(after, 'tfgate_upstream_response_seconds_count', { route: 'm.test' })).toBe(3);
+    expect(sample(after, 'tfgate_upstream_response_seconds_bucket', { route: 'm.test', le: '+Inf' })).toBe(3);
+    expect(sample(after, 'tfgate_sessions')).toBe(1);
+    expect(sample(after, 'tfgate_routes')).toBe(1);
+    expect(sample(after, 'tfgate_members_ejected')).toBe(0);
+    expect(sample(after, 'tfgate_control_messages_total', { command: 'publish_web', result: 'ok' })).toBe(1);
+    // Every request above came on its own connection, closed once answered.
+    expect(sample(after, 'tfgate_active_connections', { listener: 'http' })).toBeGreaterThanOrEqual(0);
+    expect(after).toContain('# TYPE tfgate_tls_handshakes_total counter');
+    expect(after).toContain('# TYPE tfgate_certificate_expiry_timestamp_seconds gauge');
+
+    await expect(location.request('make_domain_global', { domain: 'x.test' })).rejects.toThrow();
+    const refused = (await httpRequest(t.adminPort, { host: 'localhost', path: '/metrics' })).body;
+    expect(sample(refused, 'tfgate_control_messages_total', { command: 'make_domain_global', result: 'refused' })).toBe(1);
+  });
+
+  it('writes one access-log line per request with its fields', async () => {
+    const t = await startTestServer();
+    const member = await startUpstream((_req, res) => res.end('twelve bytes'));
+    onTestFinished(() => member.close());
+    const location = await t.connect('dave');
+    await location.endpointFor('log.test').publish(new Cluster([member.address]), 'log.test');
+    expect((await httpGet(t.server.http, 'log.test', '/some/path?q=1')).body).toBe('twelve bytes');
+
+    const line = t.logs.find((l) => l.msg === 'request' && l.fqdn === 'log.test');
+    expect(line).toMatchObject({
+      level: 30,
+      fqdn: 'log.test',
+      method: 'GET',
+      path: '/some/path?q=1',
+      status: 200,
+      member: member.address,
+      bytes: 12,
+      client: '127.0.0.1',
+    });
+    expect(typeof line!.time).toBe('number');
+    expect(Math.abs((line!.time as number) - Date.now())).toBeLessThan(10_000);
+    expect(line!.durationMs).toBeGreaterThanOrEqual(0);
+  });
+
+  it('logs no request lines with --access-log=false, and still counts them', async () => {
+    const t = await startTestServer(['--access-log=false']);
+    expect((await httpGet(t.server.http, 'none.test')).status).toBe(404);
+    expect(t.logs.filter((l) => l.msg === 'request')).toEqual([]);
+    const metrics = (await httpRequest(t.adminPort, { host: 'localhost', path: '/metrics' })).body;
+    expect(sample(metrics, 'tfgate_http_requests_total', { status_class: '4xx', route: 'none' })).toBe(1);
+  });
+
+  it('serves the dashboard page, self-contained, at /', async () => {
+    const t = await startTestServer();
+    const res = await httpRequest(t.adminPort, { host: 'localhost', path: '/' });
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(res.headers['content-security-policy']).toContain("default-src 'none'");
+    expect(res.body).toContain('<title>tfgate</title>');
+    expect(res.body).toContain('fetch("status"');
+    // No external assets: no src/href attribute, no URL to another origin.
+    expect(res.body).not.toMatch(/\b(src|href)=/);
+    expect(res.body).not.toMatch(/https?:\/\//);
+    expect((await httpRequest(t.adminPort, { host: 'localhost', path: '/nope' })).status).toBe(404);
+    expect((await httpRequest(t.adminPort, { host: 'localhost', path: '/status', method: 'POST' })).status).toBe(405);
+  });
+});
+
+describe('buildStatus', () => {
+  it('lists certificates with their source and expiry', () => {
+    const notAfter = new Date(Date.now() + 10 * 86_400_000);
+    const cert = makeCertificate({ names: ['www.example.com', 'example.com'], notAfter });
+    const dataPlane = new DataPlane({ balancer: 'round-robin' });
+    dataPlane.apply({
+      version: 1,
+      routes: {},
+      certificates: { default: { source: 'default', certPem: cert.certPem, keyPem: cert.keyPem, origin: 'default', servedFor: [] } },
+    });
+    const now = Date.now();
+    const status = buildStatus({ dataPlane, sessions: () => [], inFlight: () => 0, routeTotals: () => ({}), startedAt: now - 5_000, now: () => now });
+    expect(status.uptimeSeconds).toBe(5);
+    expect(status.certificates).toEqual([
+      { names: ['www.example.com', 'example.com'], source: 'default', origin: 'default', notAfter: new Date(Math.floor(notAfter.getTime() / 1000) * 1000).toISOString(), expiresInDays: 9 },
+    ]);
+  });
+
+  it('has no certificates before the state carries any', () => {
+    const dataPlane = new DataPlane({ balancer: 'round-robin' });
+    const status = buildStatus({ dataPlane, sessions: () => [], inFlight: () => 0, routeTotals: () => ({}), startedAt: 0, now: Date.now });
+    expect(status.certificates).toEqual([]);
+    expect(status.routes).toEqual([]);
+  });
+});
