@@ -83,7 +83,7 @@ export async function runProxyThroughputBench(): Promise<ThroughputReport> {
     const routes = join(dir, 'routes.json');
     await writeFile(routes, JSON.stringify({ [HOST]: { members: [`127.0.0.1:${first.port}`, `127.0.0.1:${second.port}`] } }));
     const cli = process.env['BENCH_TFGATE_CLI'] ?? fileURLToPath(new URL('../src/cli/tfgate.js', import.meta.url));
-    const gatewayArgs = ['--http', '0', '--admin', '127.0.0.1:0', '--control', '0', '--state-dir', join(dir, 'state'), '--routes', routes, '--access-log=false', '--workers', '1'];
+    const gatewayArgs = ['--http', '0', '--https', '0', '--admin', '127.0.0.1:0', '--control', '0', '--state-dir', join(dir, 'state'), '--certs-dir', join(dir, 'certs'), '--routes', routes, '--access-log=false', '--workers', '1'];
     const gateway = await startGateway(children, cli, gatewayArgs);
     const targets: Target[] = [
       { name: 'direct to a member', url: `http://127.0.0.1:${first.port}/`, pid: first.pid },

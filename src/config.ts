@@ -14,12 +14,15 @@ export interface ListenAddress {
 /** Everything `tfgate serve` runs on, validated, with units in the names, frozen. */
 export interface Config {
   readonly http: ListenAddress;
+  readonly https: ListenAddress;
   readonly admin: ListenAddress;
   readonly control: ListenAddress;
   readonly stateDir: string;
   readonly certsDir: string;
   readonly workers: number;
   readonly routesFile: string | null;
+  readonly defaultName: string;
+  readonly redirectHttp: boolean;
   readonly globalDomains: readonly string[];
   readonly sessionGraceMs: number;
   readonly balancer: 'least-outstanding' | 'round-robin';
@@ -42,7 +45,7 @@ export interface Limits {
   readonly controlMessagesPerSecond: number;
 }
 
-type Kind = 'listen' | 'port-listen' | 'string' | 'path' | 'int' | 'duration' | 'bool' | 'list' | 'enum';
+type Kind = 'listen' | 'string' | 'hostname' | 'path' | 'int' | 'duration' | 'bool' | 'list' | 'enum';
 
 interface FlagSpec {
   readonly kind: Kind;
@@ -55,11 +58,14 @@ interface FlagSpec {
 /** Every `serve` flag: its kind, default and one line of help. Env name: `TFGATE_` + upper-snake of the flag. */
 export const SERVE_FLAGS = {
   http: { kind: 'listen', default: '8080', help: 'HTTP listener: PORT or HOST:PORT (0 = any free port)' },
+  https: { kind: 'listen', default: '8443', help: 'HTTPS listener (TLS 1.2+, certificate chosen by SNI): PORT or HOST:PORT' },
   admin: { kind: 'listen', default: '127.0.0.1:9090', help: 'admin listener (health, metrics, status): HOST:PORT' },
   control: { kind: 'listen', default: '2020', help: 'control queue (ZeroMQ ROUTER): PORT or HOST:PORT' },
   'state-dir': { kind: 'path', default: './state', help: 'directory for keys and the SQLite store (created 0700)' },
   'certs-dir': { kind: 'path', default: './certs', help: 'directory for certificates (created 0700)' },
   workers: { kind: 'int', default: '1', min: 1, help: 'data plane processes (1 = everything in one process)' },
+  'default-name': { kind: 'hostname', default: 'localhost', help: "the gateway's own name, on its self-signed default certificate" },
+  'redirect-http': { kind: 'bool', default: true, help: 'redirect plain HTTP (308) to HTTPS for names with a certificate of their own' },
   routes: { kind: 'path', default: null, help: 'JSON file of static clusters, reloaded on SIGHUP' },
   'global-domain': { kind: 'list', default: [], help: 'a domain every account may publish under (repeatable)' },
   'session-grace': { kind: 'duration', default: '60s', help: 'how long a disconnected session keeps its clusters' },
@@ -125,12 +131,15 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
 
   const config: Config = {
     http: get('http') as ListenAddress,
+    https: get('https') as ListenAddress,
     admin: get('admin') as ListenAddress,
     control: get('control') as ListenAddress,
     stateDir: get('state-dir') as string,
     certsDir: get('certs-dir') as string,
     workers: get('workers') as number,
     routesFile: get('routes') as string | null,
+    defaultName: get('default-name') as string,
+    redirectHttp: get('redirect-http') as boolean,
     globalDomains: get('global-domain') as string[],
     sessionGraceMs: get('session-grace') as number,
     balancer: get('balancer') as Config['balancer'],
@@ -218,7 +227,6 @@ function convert(flag: string, spec: FlagSpec, value: unknown, from: string): un
   const text = typeof value === 'number' ? String(value) : typeof value === 'string' ? value : bad(`expected a value, got ${JSON.stringify(value)}`);
   switch (spec.kind) {
     case 'listen':
-    case 'port-listen':
       return parseListen(text) ?? bad(`expected PORT or HOST:PORT, got ${JSON.stringify(text)}`);
     case 'int': {
       if (!/^[0-9]+$/.test(text)) return bad(`expected a whole number, got ${JSON.stringify(text)}`);
@@ -231,8 +239,13 @@ function convert(flag: string, spec: FlagSpec, value: unknown, from: string): un
     case 'enum':
       return spec.values!.includes(text) ? text : bad(`expected one of ${spec.values!.join(', ')}, got ${JSON.stringify(text)}`);
     case 'path':
+      return text.length > 0 ? text : bad('must not be empty');
     case 'string':
       return text.length > 0 ? text : bad('must not be empty');
+    case 'hostname': {
+      const name = parseHostname(text, { allowPort: false });
+      return name.ok ? name.hostname : bad(`${JSON.stringify(text)}: ${name.reason}`);
+    }
   }
   return bad('unsupported flag');
 }

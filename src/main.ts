@@ -3,16 +3,22 @@ import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { ControlPlane, RoutingStateBuilder } from './control/index.js';
 import { AdminServer, DataPlane, Gateway, GatewayMetrics, buildStatus, countEjected } from './gateway/index.js';
+import { ensureDefaultCertificate, loadOperatorCertificates } from './sni/index.js';
+import type { StoredCertificate } from './sni/index.js';
 import { parseRoutesFile } from './vhost/index.js';
-import type { RouteSpec } from './vhost/index.js';
+import type { CertificateSpec, RouteSpec } from './vhost/index.js';
 
 /** A running gateway: the bound addresses, and the operator's levers. */
 export interface RunningServer {
   readonly http: number;
+  readonly https: number;
   readonly control: number;
   readonly admin: string;
   readonly publicKey: string;
-  /** Re-reads the static routes file (SIGHUP); an invalid file is refused with the reason and the old routes stay. */
+  /**
+   * Re-reads the static routes file and the operator's certificates (SIGHUP); an invalid routes file
+   * is refused with the reason and the old routes stay; invalid certificate files are skipped.
+   */
   reload(): Promise<void>;
   /** Stops accepting, drains in-flight requests (bounded by the drain timeout), ends sessions. Idempotent. */
   close(): Promise<void>;
@@ -28,6 +34,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
   const routing = new RoutingStateBuilder();
   if (config.routesFile) routing.setStatic(await readRoutes(config.routesFile));
+  routing.setGatewayCertificates(await loadGatewayCertificates(config, log));
 
   const startedAt = Date.now();
   // One registry per process; with worker processes the primary will merge theirs (a later issue).
@@ -44,7 +51,15 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     onMembersDropped: (dropped) => gateway?.closeMembers(dropped),
   });
   dataPlane.apply(routing.snapshot());
-  gateway = new Gateway({ limits: config.limits, routes: dataPlane.routes, log: log.child({ component: 'gateway' }), accessLog: config.accessLog, metrics });
+  gateway = new Gateway({
+    limits: config.limits,
+    routes: dataPlane.routes,
+    log: log.child({ component: 'gateway' }),
+    accessLog: config.accessLog,
+    metrics,
+    certificates: () => dataPlane.certificates,
+    redirectHttp: config.redirectHttp,
+  });
 
   const control = new ControlPlane({
     listen: config.control,
@@ -83,28 +98,29 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     started.push(control);
     const adminAddress = await admin.listen(config.admin);
     started.push(admin);
+    const httpsPort = await gateway.listenHttps(config.https);
     const httpPort = await gateway.listenHttp(config.http);
     ready = true;
-    log.info({ http: httpPort, control: control.port, admin: adminAddress, publicKey: control.publicKey }, 'listening');
+    log.info({ http: httpPort, https: httpsPort, control: control.port, admin: adminAddress, publicKey: control.publicKey }, 'listening');
 
     let closing: Promise<void> | undefined;
     return {
       http: httpPort,
+      https: httpsPort,
       control: control.port,
       admin: adminAddress,
       publicKey: control.publicKey,
       async reload() {
-        if (!config.routesFile) return;
-        let specs: RouteSpec[];
-        try {
-          specs = await readRoutes(config.routesFile);
-        } catch (err) {
-          log.error({ err, file: config.routesFile }, 'routes file refused, the previous routes stay');
-          return;
+        routing.setGatewayCertificates(await loadGatewayCertificates(config, log));
+        if (config.routesFile) {
+          try {
+            routing.setStatic(await readRoutes(config.routesFile));
+          } catch (err) {
+            log.error({ err, file: config.routesFile }, 'routes file refused, the previous routes stay');
+          }
         }
-        routing.setStatic(specs);
         dataPlane.apply(routing.snapshot());
-        log.info({ file: config.routesFile, routes: specs.length, version: dataPlane.version }, 'static routes reloaded');
+        log.info({ file: config.routesFile, version: dataPlane.version, routes: dataPlane.routes.current.size }, 'reloaded');
       },
       close() {
         closing ??= (async () => {
@@ -121,6 +137,30 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     await Promise.allSettled([gateway.close(0), ...started.map((part) => part.close())]);
     throw err;
   }
+}
+
+/**
+ * The gateway's own certificates as plain state: the default one (created on first start) and the
+ * operator's files at the top of the certs directory; files that cannot be used are logged with the reason.
+ */
+async function loadGatewayCertificates(config: Config, log: Logger): Promise<Map<string, CertificateSpec>> {
+  const now = new Date();
+  const certificates = new Map<string, CertificateSpec>();
+  const fallback = await ensureDefaultCertificate(config.certsDir, config.defaultName, now);
+  certificates.set('default', toSpec(fallback));
+  const { loaded, skipped } = await loadOperatorCertificates(config.certsDir, now);
+  for (const { file, reason } of skipped) log.warn({ file, reason }, 'certificate file skipped');
+  for (const certificate of loaded) {
+    if (certificate.bundle.namesFromCommonName) log.warn({ file: certificate.origin, names: certificate.bundle.names }, 'certificate has no SAN DNS names: matched on its CN');
+    certificates.set(`operator:${certificate.origin}`, toSpec(certificate));
+  }
+  log.info({ operator: loaded.length, skipped: skipped.length, defaultName: config.defaultName }, 'certificates loaded');
+  return certificates;
+}
+
+function toSpec(certificate: StoredCertificate): CertificateSpec {
+  const { bundle, source, origin, servedFor } = certificate;
+  return Object.freeze({ source, origin, servedFor, certPem: bundle.certPem, keyPem: bundle.keyPem });
 }
 
 async function readRoutes(file: string): Promise<RouteSpec[]> {

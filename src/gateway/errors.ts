@@ -65,3 +65,26 @@ export class BadGatewayError extends GatewayError {
   override readonly code = 'GW_BAD_GATEWAY';
   override readonly statusCode = 502;
 }
+
+/** Over HTTPS with SNI, the Host is not covered by the certificate presented for that SNI (RFC 9110 §15.5.20). */
+export class MisdirectedRequestError extends GatewayError {
+  override readonly code = 'GW_MISDIRECTED';
+  override readonly statusCode = 421;
+
+  constructor(readonly hostname: string, readonly servername: string) {
+    super(`this connection was opened for ${servername}, whose certificate does not cover ${hostname}: open a new connection for it`);
+  }
+}
+
+/**
+ * Not a failure: plain HTTP for a name that has its own certificate is sent to HTTPS. Modelled as a
+ * coded answer so the one place that writes answers (respond.ts) writes it too.
+ */
+export class HttpsRedirect extends GatewayError {
+  override readonly code = 'GW_HTTPS_REDIRECT';
+  override readonly statusCode = 308;
+
+  constructor(readonly location: string) {
+    super(`moved to ${location}`);
+  }
+}

@@ -1,19 +1,25 @@
 import { once } from 'node:events';
 import { createServer, ServerResponse } from 'node:http';
-import type { IncomingMessage, Server } from 'node:http';
+import type { IncomingMessage, Server, ServerOptions } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Limits, ListenAddress } from '../config.js';
+import { parseHostname } from '../hostname.js';
 import type { Logger } from '../log.js';
+import type { CertStore } from '../sni/index.js';
 import type { Upstream } from '../upstreams/index.js';
 import type { RouteTableRef } from '../vhost/index.js';
 import { BadRequestError, HeadersTooLargeError, NotImplementedError, RequestTimeoutError } from './errors.js';
 import { Forwarder } from './forward.js';
 import type { TrafficMetrics } from './metrics.js';
 import { Pipeline } from './pipeline.js';
+import type { PipelineOptions } from './pipeline.js';
 import { logFailure, writeSocketError } from './respond.js';
 import type { Route } from './route.js';
 import { hasBody } from './steps.js';
+import type { RequestTarget } from './steps.js';
+import { acceptTls, servernameOf } from './tls-accept.js';
+import { checkServername, httpsRedirect } from './tls-steps.js';
 import { WebSocketProxy, isWebSocketUpgrade } from './websocket.js';
 
 /** What a gateway runs on; `now` is injectable so tests control ejection back-off. */
@@ -25,7 +31,13 @@ export interface GatewayOptions {
   now?: () => number;
   /** Where request counts, upstream times and connection counts go (one registry per process). */
   metrics?: TrafficMetrics;
+  /** The certificate store in force (HTTPS, and the 308 redirect for names with their own certificate). */
+  certificates?: () => CertStore | undefined;
+  /** Redirect plain HTTP to HTTPS for names with a certificate of their own (default true). */
+  redirectHttp?: boolean;
 }
+
+
 
 /**
  * The HTTP data plane of one process: listeners, the request pipeline, WebSocket tunnels, member
@@ -39,6 +51,7 @@ export class Gateway {
   readonly #websockets: WebSocketProxy;
   readonly #servers: Server[] = [];
   readonly #pipelines: Pipeline[] = [];
+  #httpsPort: number | undefined;
   #inFlight = 0;
   #onIdle: (() => void) | undefined;
   #closing: Promise<void> | undefined;
@@ -53,27 +66,69 @@ export class Gateway {
 
   /** Starts an HTTP listener (`host` '' = every interface) and resolves with the bound port. */
   async listenHttp(address: ListenAddress): Promise<number> {
-    if (this.#closing) throw new Error('gateway is closed');
-    const limits = this.#options.limits;
-    const pipeline = this.#pipeline('http');
-    const server = createServer(
-      {
-        maxHeaderSize: limits.maxHeaderBytes,
-        // We answer a missing Host ourselves, with a reason and a log line.
-        requireHostHeader: false,
-        headersTimeout: limits.headersTimeoutMs,
-        // Bodies may stream for a long time; the header timeout and idle timeouts bound the rest.
-        requestTimeout: 0,
-        keepAliveTimeout: limits.idleTimeoutMs,
-        // Node checks header deadlines on this period: a slow client is cut within a quarter of the timeout.
-        connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
-        noDelay: true,
-      },
-      pipeline.handle,
+    const certificates = this.#options.certificates;
+    const redirect =
+      certificates && this.#options.redirectHttp !== false
+        ? (target: RequestTarget) => httpsRedirect(certificates(), this.#httpsPort, target)
+        : undefined;
+    const pipeline = this.#pipeline('http', { redirect });
+    return this.#listen(createServer(this.#serverOptions(), pipeline.handle), pipeline, address, 'http');
+  }
+
+  /**
+   * Starts the HTTPS listener: TLS 1.2 minimum, the certificate chosen by SNI from the current
+   * certificate store (exact, one-label wildcard, default), the default one without SNI.
+   * The listening socket is an HTTP server whose connections are first taken through TLS by
+   * tls-accept.ts, then handed to HTTP as usual (so header timeouts and draining work alike).
+   */
+  async listenHttps(address: ListenAddress): Promise<number> {
+    const certificates = this.#options.certificates;
+    if (!certificates?.()) throw new Error('HTTPS needs a certificate store with a default certificate');
+    const pipeline = this.#pipeline('https', {
+      checkServername: (socket, hostname) => checkServername(certificates(), servernameOf(socket), hostname),
+    });
+    const server = createServer(this.#serverOptions(), pipeline.handle);
+    const [httpConnection] = server.listeners('connection') as ((socket: Duplex) => void)[];
+    if (!httpConnection) throw new Error('node:http no longer listens for connections itself');
+    server.removeAllListeners('connection');
+    server.on('connection', (socket: Socket) =>
+      acceptTls(socket, {
+        timeoutMs: this.#options.limits.headersTimeoutMs,
+        select: (servername) => {
+          const parsed = servername === undefined ? undefined : parseHostname(servername, { allowPort: false });
+          const store = certificates();
+          if (!store) throw new Error('the certificate store is gone');
+          return store.select(parsed?.ok ? parsed.hostname : undefined).context;
+        },
+        onSecure: (tls) => httpConnection.call(server, tls),
+        onFailure: (reason, raw) => this.#log.debug({ reason, client: raw.remoteAddress }, 'TLS handshake failed'),
+      }),
     );
+    this.#httpsPort = await this.#listen(server, pipeline, address, 'https');
+    return this.#httpsPort;
+  }
+
+  #serverOptions(): ServerOptions {
+    const limits = this.#options.limits;
+    return {
+      maxHeaderSize: limits.maxHeaderBytes,
+      // We answer a missing Host ourselves, with a reason and a log line.
+      requireHostHeader: false,
+      headersTimeout: limits.headersTimeoutMs,
+      // Bodies may stream for a long time; the header timeout and idle timeouts bound the rest.
+      requestTimeout: 0,
+      keepAliveTimeout: limits.idleTimeoutMs,
+      // Node checks header deadlines on this period: a slow client is cut within a quarter of the timeout.
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
+      noDelay: true,
+    };
+  }
+
+  async #listen(server: Server, pipeline: Pipeline, address: ListenAddress, listener: 'http' | 'https'): Promise<number> {
+    if (this.#closing) throw new Error('gateway is closed');
     // 0 = no limit: Node would otherwise silently drop headers past its count; checkHead answers 431.
     server.maxHeadersCount = 0;
-    server.keepAliveTimeout = limits.idleTimeoutMs;
+    server.keepAliveTimeout = this.#options.limits.idleTimeoutMs;
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head, pipeline));
     server.on('connect', (req: IncomingMessage, socket: Duplex) => {
@@ -86,7 +141,7 @@ export class Gateway {
     this.#options.metrics?.trackListener(server);
     server.listen({ host: address.host === '' ? undefined : address.host, port: address.port });
     await once(server, 'listening');
-    server.on('error', (err) => this.#log.error({ err }, 'http listener error'));
+    server.on('error', (err) => this.#log.error({ err, listener }, 'listener error'));
     return (server.address() as AddressInfo).port;
   }
 
@@ -130,8 +185,9 @@ export class Gateway {
     this.#log.info({ inFlight: this.#inFlight }, 'gateway closed');
   }
 
-  #pipeline(proto: 'http' | 'https'): Pipeline {
+  #pipeline(proto: 'http' | 'https', steps: Pick<PipelineOptions, 'redirect' | 'checkServername'>): Pipeline {
     const pipeline = new Pipeline({
+      ...steps,
       routes: this.#options.routes,
       limits: this.#options.limits,
       log: this.#log,

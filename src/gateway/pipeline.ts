@@ -1,15 +1,18 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import type { Limits } from '../config.js';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Upstream } from '../upstreams/index.js';
 import type { RouteTableRef } from '../vhost/index.js';
 import { AllMembersDownError, NoMembersError, NoRouteError } from './errors.js';
+import type { HttpsRedirect, MisdirectedRequestError } from './errors.js';
 import type { ForwardExchange, Forwarder } from './forward.js';
 import type { TrafficMetrics } from './metrics.js';
 import { asGatewayError, logFailure, sendError } from './respond.js';
 import type { Route } from './route.js';
 import { checkHead, clientAddress, hasBody, resolveTarget, upstreamHeaders } from './steps.js';
+import type { RequestTarget } from './steps.js';
 
 /** Counts requests between their start and their response's close, so shutdown can wait for them. */
 export interface RequestTracker {
@@ -30,6 +33,10 @@ export interface PipelineOptions {
   readonly tracker: RequestTracker;
   /** Request counts by status class and route, and upstream response times. */
   readonly metrics?: TrafficMetrics;
+  /** Plain HTTP only: a 308 to HTTPS for names with a certificate of their own, or undefined. */
+  readonly redirect?: (target: RequestTarget) => HttpsRedirect | undefined;
+  /** HTTPS only: 421 when the Host is not covered by the certificate presented for the SNI. */
+  readonly checkServername?: (socket: TLSSocket, hostname: string) => MisdirectedRequestError | undefined;
 }
 
 /** A routed request: where it goes and what is sent there. */
@@ -90,6 +97,8 @@ export class Pipeline {
     if (headError !== undefined) return headError;
     const target = resolveTarget(req);
     if (target instanceof GatewayError) return target;
+    const refused = this.#o.redirect?.(target) ?? this.#o.checkServername?.(req.socket as TLSSocket, target.hostname);
+    if (refused !== undefined) return refused;
     const route = this.#o.routes.current.lookup(target.hostname); // the one read of the table for this request
     if (route === undefined) return new NoRouteError(target.hostname);
     const member = route.cluster.pick(this.#o.now());

@@ -3,6 +3,7 @@ import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { HttpsRedirect } from './errors.js';
 
 /**
  * The one place errors become HTTP responses: a short text body that gives the reason, and one log
@@ -18,6 +19,7 @@ export function asGatewayError(err: unknown): GatewayError {
 
 /** Logs a refused or failed request once, with the error and its code. */
 export function logFailure(log: Logger, err: GatewayError, fields: Record<string, unknown>): void {
+  if (err.statusCode < 400) return; // a redirect: the access log line is enough
   const record = { ...fields, code: err.code, status: err.statusCode, err };
   if (err.statusCode >= 500) log.error(record, 'request failed');
   else log.warn(record, 'request refused');
@@ -40,6 +42,7 @@ export function sendError(res: ServerResponse, err: GatewayError): void {
     'Content-Type', 'text/plain; charset=utf-8',
     'Content-Length', String(Buffer.byteLength(body)),
     'Cache-Control', 'no-store',
+    ...(err instanceof HttpsRedirect ? ['Location', err.location] : []),
     ...(close ? ['Connection', 'close'] : []),
   ]);
   res.end(body);
@@ -56,8 +59,9 @@ export function writeSocketError(socket: Duplex, err: GatewayError): void {
   }
   const reason = STATUS_CODES[err.statusCode] ?? 'Error';
   const body = `${err.statusCode} ${reason}: ${err.message}\n`;
+  const location = err instanceof HttpsRedirect ? `Location: ${err.location}\r\n` : '';
   socket.end(
-    `HTTP/1.1 ${err.statusCode} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+    `HTTP/1.1 ${err.statusCode} ${reason}\r\n${location}Content-Type: text/plain; charset=utf-8\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
   );
   // Half-close and let the client read the answer: destroying at once could turn unread input into

@@ -5,5 +5,7 @@ export type { CertificateSource, SelectedCertificate, StoredCertificate } from '
 export { CertificateError } from './errors.js';
 export { createSelfSignedCertificate } from './self-signed.js';
 export type { GeneratedCertificate } from './self-signed.js';
+export { parseClientHello, MAX_CLIENT_HELLO_BYTES } from './client-hello.js';
+export type { ClientHelloResult } from './client-hello.js';
 export { ensureDefaultCertificate, loadOperatorCertificates } from './storage.js';
 export type { SkippedCertificateFile } from './storage.js';

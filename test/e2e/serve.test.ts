@@ -1,13 +1,15 @@
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, request } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { makeCertificate } from '../helpers/certs.js';
 import { CLI, startGatewayProcess } from '../helpers/gateway-process.js';
 
 const execFileAsync = promisify(execFile);
@@ -42,6 +44,15 @@ function routesFile(routes: unknown): string {
   const file = join(mkdtempSync(join(tmpdir(), 'tfgate-routes-')), 'routes.json');
   writeFileSync(file, JSON.stringify(routes));
   return file;
+}
+
+/** The certificate the HTTPS listener presents for `servername`. */
+async function presentedNames(port: number, servername: string): Promise<string | undefined> {
+  const socket = tlsConnect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false });
+  await once(socket, 'secureConnect');
+  const names = socket.getPeerCertificate().subjectaltname;
+  socket.destroy();
+  return names;
 }
 
 describe('tfgate serve', () => {
@@ -80,7 +91,7 @@ describe('tfgate serve', () => {
     await slowStarted;
     writeFileSync(file, JSON.stringify({ 'a.test': { members: [one] }, 'b.test': { members: [two] } }));
     gw.child.kill('SIGHUP');
-    await gw.waitForLine((line) => line.msg === 'static routes reloaded');
+    await gw.waitForLine((line) => line.msg === 'reloaded');
     expect(await get(port, 'b.test')).toEqual({ status: 200, body: 'two' });
     releaseSlow();
     expect(await inFlight).toEqual({ status: 200, body: 'slow done' });
@@ -99,7 +110,7 @@ describe('tfgate serve', () => {
 
   it('does not start on an invalid routes file, and says why', async () => {
     const file = routesFile({ 'bad name': { members: [] } });
-    const failed = await execFileAsync(process.execPath, [CLI, 'serve', '--routes', file, '--http', '0', '--control', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--state-dir', mkdtempSync(join(tmpdir(), 'tfgate-state-'))]).then(
+    const failed = await execFileAsync(process.execPath, [CLI, 'serve', '--routes', file, '--http', '0', '--https', '127.0.0.1:0', '--control', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--state-dir', mkdtempSync(join(tmpdir(), 'tfgate-state-'))]).then(
       () => undefined,
       (err: { code: number; stderr: string }) => err,
     );
@@ -119,13 +130,36 @@ describe('tfgate serve', () => {
     expect(stdout).toContain('TFGATE_STATE_DIR');
   });
 
+  it('serves the operator certificates of the certs dir by SNI, skips invalid ones, and reloads them on SIGHUP', async () => {
+    const certsDir = mkdtempSync(join(tmpdir(), 'tfgate-certs-'));
+    const docs = makeCertificate({ names: ['docs.example.com'] });
+    writeFileSync(join(certsDir, 'docs.pem'), docs.certPem + docs.keyPem);
+    writeFileSync(join(certsDir, 'broken.pem'), 'not a certificate');
+    const gw = await startGatewayProcess(['--certs-dir', certsDir, '--default-name', 'gateway.test']);
+    const { https } = gw.listening as { https: number };
+    expect(https).toBeGreaterThan(0);
+    const skipped = await gw.waitForLine((line) => line.msg === 'certificate file skipped');
+    expect(skipped).toMatchObject({ file: 'broken.pem', reason: expect.stringContaining('unparsable PEM') });
+    expect(await presentedNames(https, 'docs.example.com')).toBe('DNS:docs.example.com');
+    expect(await presentedNames(https, 'blog.example.com')).toBe('DNS:gateway.test');
+    expect(statSync(join(certsDir, 'default', 'key.pem')).mode & 0o777).toBe(0o600);
+
+    const blog = makeCertificate({ names: ['*.example.com'] });
+    writeFileSync(join(certsDir, 'wild.crt'), blog.certPem);
+    writeFileSync(join(certsDir, 'wild.key'), blog.keyPem);
+    gw.child.kill('SIGHUP');
+    await gw.waitForLine((line) => line.msg === 'reloaded');
+    expect(await presentedNames(https, 'blog.example.com')).toBe('DNS:*.example.com');
+    expect(await presentedNames(https, 'docs.example.com')).toBe('DNS:docs.example.com');
+  });
+
   it('takes its settings from TFGATE_* environment variables', async () => {
     const one = await upstream('env');
     const file = routesFile({ 'env.test': { members: [one] } });
     const stateDir = mkdtempSync(join(tmpdir(), 'tfgate-state-'));
     const { spawn } = await import('node:child_process');
     const child = spawn(process.execPath, [CLI, 'serve'], {
-      env: { ...process.env, TFGATE_HTTP: '127.0.0.1:0', TFGATE_CONTROL: '127.0.0.1:0', TFGATE_ADMIN: '127.0.0.1:0', TFGATE_STATE_DIR: stateDir, TFGATE_CERTS_DIR: join(stateDir, 'certs'), TFGATE_ROUTES: file },
+      env: { ...process.env, TFGATE_HTTP: '127.0.0.1:0', TFGATE_HTTPS: '127.0.0.1:0', TFGATE_CONTROL: '127.0.0.1:0', TFGATE_ADMIN: '127.0.0.1:0', TFGATE_STATE_DIR: stateDir, TFGATE_CERTS_DIR: join(stateDir, 'certs'), TFGATE_ROUTES: file },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     onTestFinished(() => {

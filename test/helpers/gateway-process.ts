@@ -40,7 +40,7 @@ export async function startGatewayProcess(args: string[] = [], options: { timeou
   const stateDir = mkdtempSync(join(tmpdir(), 'tfgate-state-'));
   const child = spawn(
     process.execPath,
-    [CLI, 'serve', '--http', '127.0.0.1:0', '--control', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--state-dir', stateDir, '--certs-dir', join(stateDir, 'certs'), ...args],
+    [CLI, 'serve', '--http', '127.0.0.1:0', '--https', '127.0.0.1:0', '--control', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--state-dir', stateDir, '--certs-dir', join(stateDir, 'certs'), ...args],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   onTestFinished(() => {

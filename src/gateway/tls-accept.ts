@@ -1,0 +1,98 @@
+import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import type { SecureContext } from 'node:tls';
+import { MAX_CLIENT_HELLO_BYTES, parseClientHello } from '../sni/index.js';
+
+const kServername = Symbol('tfgate.servername');
+type NamedTlsSocket = TLSSocket & { [kServername]?: string };
+
+/** How {@link acceptTls} chooses a certificate and reports the outcome. */
+export interface TlsAcceptOptions {
+  /** The context for a raw SNI name (undefined: the client sent none). Runs per handshake: no I/O. */
+  select(servername: string | undefined): SecureContext;
+  /** Bound on the ClientHello and the handshake together. */
+  readonly timeoutMs: number;
+  onSecure(socket: TLSSocket): void;
+  onFailure(reason: string, socket: Socket): void;
+}
+
+/**
+ * Terminates TLS on a raw connection with the certificate chosen from the ClientHello's SNI.
+ * The listener reads the ClientHello itself instead of using Node's SNICallback, because Node
+ * (nodejs/node#54235) keeps the default context's certificate in the slot of the other key type, so
+ * an RSA certificate chosen by SNI loses to an ECDSA default for every ECDSA-capable client.
+ * Plain HTTP sent to the HTTPS port gets a 400 that says so.
+ */
+export function acceptTls(socket: Socket, options: TlsAcceptOptions): void {
+  let received: Buffer = Buffer.alloc(0);
+  const fail = (reason: string): void => {
+    cleanup();
+    options.onFailure(reason, socket);
+    socket.destroy();
+  };
+  const timer = setTimeout(() => fail('TLS handshake not completed in time'), options.timeoutMs);
+  timer.unref();
+  const onError = (err: Error): void => fail(`connection error before the handshake: ${err.message}`);
+  const onEnd = (): void => fail('connection closed before the ClientHello');
+  const cleanup = (): void => {
+    socket.off('data', onData);
+    socket.off('error', onError);
+    socket.off('end', onEnd);
+  };
+  const onData = (chunk: Buffer): void => {
+    received = received.length === 0 ? chunk : Buffer.concat([received, chunk]);
+    const hello = parseClientHello(received);
+    if (hello.kind === 'incomplete') {
+      if (received.length > MAX_CLIENT_HELLO_BYTES + 1024) fail('ClientHello over the size limit');
+      return;
+    }
+    if (hello.kind === 'invalid') {
+      if (looksLikeHttp(received)) {
+        cleanup();
+        clearTimeout(timer);
+        options.onFailure('plain HTTP sent to the HTTPS port', socket);
+        const body = '400 Bad Request: this port speaks HTTPS; use an https:// URL\n';
+        socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+        socket.on('error', () => socket.destroy());
+        return;
+      }
+      fail(hello.reason);
+      return;
+    }
+    cleanup();
+    socket.pause();
+    socket.unshift(received);
+    let context: SecureContext;
+    try {
+      context = options.select(hello.servername);
+    } catch (err) {
+      fail(`no certificate: ${(err as Error).message}`);
+      return;
+    }
+    // TLSSocket reads what was unshifted before it reads the socket's handle.
+    const tls: NamedTlsSocket = new TLSSocket(socket, { isServer: true, secureContext: context, ALPNProtocols: ['http/1.1'] });
+    if (hello.servername !== undefined) tls[kServername] = hello.servername;
+    tls.once('secure', () => {
+      clearTimeout(timer);
+      options.onSecure(tls);
+    });
+    tls.on('error', (err: Error) => {
+      clearTimeout(timer);
+      options.onFailure(err.message, socket);
+      tls.destroy();
+    });
+  };
+  socket.on('data', onData);
+  socket.on('error', onError);
+  socket.on('end', onEnd);
+}
+
+/** The SNI name a TLS socket from {@link acceptTls} was opened with, as the client sent it. */
+export function servernameOf(socket: unknown): string | undefined {
+  return (socket as NamedTlsSocket)[kServername];
+}
+
+function looksLikeHttp(data: Buffer): boolean {
+  const first = data[0] ?? 0;
+  return first >= 0x41 && first <= 0x5a; // an upper-case method name: GET, POST, …
+}
