@@ -1,7 +1,9 @@
 import { parseHostname, wildcardParent } from '../hostname.js';
 import type { Logger } from '../log.js';
 import { parseMemberAddress } from '../upstreams/index.js';
-import type { RoutingState } from '../vhost/index.js';
+import { CertificateError, checkCertificate, parseCertificateBundle } from '../sni/index.js';
+import type { CertificateBundle } from '../sni/index.js';
+import type { CertificateSpec, RoutingState } from '../vhost/index.js';
 import { BadParamsError, ControlError, ForbiddenError } from './errors.js';
 import { isBytes } from './frames.js';
 import type { OpenMessage } from './frames.js';
@@ -18,6 +20,8 @@ export interface CommandsOptions {
   /** Normalised `--global-domain` names: every account may publish under them. */
   readonly globalDomains: readonly string[];
   readonly log: Logger;
+  /** The clock certificates are checked against. */
+  readonly now?: () => number;
 }
 
 /** Most members one cluster may have. */
@@ -42,6 +46,7 @@ export class Commands {
   readonly #applyRouting: (state: RoutingState) => Promise<void>;
   readonly #globalDomains: readonly string[];
   readonly #log: Logger;
+  readonly #now: () => number;
   /** Which session holds each session-published fqdn. */
   readonly #owners = new Map<string, Session>();
 
@@ -50,6 +55,7 @@ export class Commands {
     this.#applyRouting = options.applyRouting;
     this.#globalDomains = options.globalDomains;
     this.#log = options.log;
+    this.#now = options.now ?? Date.now;
   }
 
   /** The `resource_offer` params for a new session of this account. */
@@ -126,10 +132,7 @@ export class Commands {
       const host = parseHostname(rewrite, { allowPort: true });
       if (!host.ok) throw new BadParamsError(`rewrite ${JSON.stringify(rewrite.slice(0, 300))}: ${host.reason}`);
     }
-    if (ssl !== null) {
-      // TODO(issue: HTTPS certificates): validate and serve the session's certificate.
-      throw new ControlError(`${fqdn}: HTTPS certificates ("ssl") are not supported by this gateway yet; publish with ssl null`);
-    }
+    const certificate = ssl === null ? null : this.#sessionCertificate(ssl, fqdn);
     if (containers.length > MAX_MEMBERS) throw new BadParamsError(`a cluster may have at most ${MAX_MEMBERS} members`);
     const members = uniqueMembers(containers.map(member));
 
@@ -145,10 +148,29 @@ export class Commands {
     for (const cluster of session.clusters.values()) {
       if (cluster.fqdn === fqdn || cluster.id === id) changes.push({ id: cluster.id, before: cluster, after: undefined });
     }
-    changes.push({ id, before: undefined, after: Object.freeze({ id, fqdn, members, rewrite }) });
+    changes.push({ id, before: undefined, after: Object.freeze({ id, fqdn, members, rewrite, certificate }) });
     await this.#commit(session, changes);
-    this.#log.info({ rid: session.ridHex, fqdn, cluster: id, members }, 'cluster published');
+    this.#log.info({ rid: session.ridHex, fqdn, cluster: id, members, certificate: certificate !== null }, 'cluster published');
     return {};
+  }
+
+  /**
+   * Validates a publish's `ssl` text before anything changes (protocol.md, "The ssl text in detail"):
+   * one unencrypted key matching a certificate, valid now, covering the fqdn; the chain served leaf first.
+   */
+  #sessionCertificate(ssl: string, fqdn: string): CertificateSpec {
+    let bundle: CertificateBundle;
+    try {
+      bundle = parseCertificateBundle(ssl);
+      checkCertificate(bundle, fqdn, new Date(this.#now()));
+    } catch (err) {
+      if (err instanceof CertificateError) throw new BadParamsError(`${fqdn}: certificate refused: ${err.message}`, { cause: err });
+      throw err;
+    }
+    if (bundle.namesFromCommonName) {
+      this.#log.warn({ fqdn, names: bundle.names }, 'session certificate has no SAN DNS names: matched on its CN');
+    }
+    return Object.freeze({ source: 'session', origin: fqdn, certPem: bundle.certPem, keyPem: bundle.keyPem, servedFor: Object.freeze([fqdn]) });
   }
 
   async #unpublish(session: Session, params: ReadonlyMap<string, unknown>): Promise<Results> {
@@ -221,7 +243,7 @@ export class Commands {
     if (next) {
       session.clusters.set(id, next);
       this.#owners.set(next.fqdn, session);
-      this.#routing.putSession({ fqdn: next.fqdn, cluster: next.id, members: next.members, rewrite: next.rewrite, source: 'session' });
+      this.#routing.putSession({ fqdn: next.fqdn, cluster: next.id, members: next.members, rewrite: next.rewrite, source: 'session' }, next.certificate);
     }
   }
 }

@@ -77,6 +77,7 @@ export class ControlPlane {
       applyRouting: options.applyRouting,
       globalDomains: options.globalDomains,
       log: options.log,
+      now: this.#now,
     });
   }
 

@@ -53,8 +53,11 @@ export class RoutingStateBuilder {
     let certificatesChanged = false;
     if (certificate === null) certificatesChanged = this.#sessionCertificates.delete(spec.fqdn);
     else if (certificate !== undefined) {
-      this.#sessionCertificates.set(spec.fqdn, Object.freeze({ ...certificate, servedFor: Object.freeze([spec.fqdn]) }));
-      certificatesChanged = true;
+      const held = this.#sessionCertificates.get(spec.fqdn);
+      if (held?.certPem !== certificate.certPem || held.keyPem !== certificate.keyPem) {
+        this.#sessionCertificates.set(spec.fqdn, Object.freeze({ ...certificate, servedFor: Object.freeze([spec.fqdn]) }));
+        certificatesChanged = true;
+      }
     }
     this.#changed(certificatesChanged);
   }

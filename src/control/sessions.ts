@@ -1,3 +1,4 @@
+import type { CertificateSpec } from '../vhost/index.js';
 /** A cluster a session has published: the routing state holds the same data as a RouteSpec. */
 export interface PublishedCluster {
   /** The publish message's uuid in hex: the cluster's id. */
@@ -5,6 +6,8 @@ export interface PublishedCluster {
   readonly fqdn: string;
   readonly members: readonly string[];
   readonly rewrite: string | null;
+  /** The session's own certificate for the fqdn (validated at publish), or null. */
+  readonly certificate: CertificateSpec | null;
 }
 
 /** What the admin status page shows of a session. */

@@ -55,7 +55,7 @@ describe('control commands', () => {
       [{ ...publish('www.', ['10.0.0.1:80']), domain: 'example.com' }, /not under a domain this account may publish under/],
       [{ ...publish('x.', ['10.0.0.1:80']), domain: 'nottest' }, /not under a domain/],
       [publish('static.', ['10.0.0.1:80']), /static routes/],
-      [publish('s.', ['10.0.0.1:80'], { ssl: '-----BEGIN CERTIFICATE-----' }), /HTTPS certificates .* not supported/],
+      [publish('s.', ['10.0.0.1:80'], { ssl: '-----BEGIN CERTIFICATE-----' }), /s\.test: certificate refused: unparsable PEM/],
       [publish('b.', [Buffer.from('0123456789abcdef')]), /container 30313233.* cannot be resolved/],
       [publish('c.', [{ uuid: 'abc' }]), /container abc has no "address"/],
       [publish('d.', ['10.0.0.1:99999']), /port out of range/],
