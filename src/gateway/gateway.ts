@@ -100,8 +100,14 @@ export class Gateway {
           if (!store) throw new Error('the certificate store is gone');
           return store.select(parsed?.ok ? parsed.hostname : undefined).context;
         },
-        onSecure: (tls) => httpConnection.call(server, tls),
-        onFailure: (reason, raw) => this.#log.debug({ reason, client: raw.remoteAddress }, 'TLS handshake failed'),
+        onSecure: (tls) => {
+          this.#options.metrics?.handshake(true);
+          httpConnection.call(server, tls);
+        },
+        onFailure: (reason, raw) => {
+          this.#options.metrics?.handshake(false);
+          this.#log.debug({ reason, client: raw.remoteAddress }, 'TLS handshake failed');
+        },
       }),
     );
     this.#httpsPort = await this.#listen(server, pipeline, address, 'https');
@@ -138,7 +144,7 @@ export class Gateway {
       writeSocketError(socket, err);
     });
     this.#servers.push(server);
-    this.#options.metrics?.trackListener(server);
+    this.#options.metrics?.trackListener(server, listener);
     server.listen({ host: address.host === '' ? undefined : address.host, port: address.port });
     await once(server, 'listening');
     server.on('error', (err) => this.#log.error({ err, listener }, 'listener error'));

@@ -1,6 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Server, Socket } from 'node:net';
-import { Server as TlsServer } from 'node:tls';
 
 /** Route label used once `maxRouteLabels` distinct routes have been seen. */
 export const OTHER_ROUTE = 'other';
@@ -38,8 +37,10 @@ export interface MetricSources {
 export interface TrafficMetrics {
   /** One answered (or abandoned) request; `upstreamMs` is the time to the member's response headers. */
   request(route: string | undefined, status: number, upstreamMs: number | undefined): void;
-  /** Counts a listener's open client connections (and TLS handshakes when it is a TLS server). */
-  trackListener(server: Server): void;
+  /** Counts a listener's open client connections (TCP, before any TLS). */
+  trackListener(server: Server, listener: 'http' | 'https'): void;
+  /** One TLS handshake ended: completed, or failed (bad ClientHello, no shared cipher, timeout, plain HTTP). */
+  handshake(ok: boolean): void;
 }
 
 /** Requests and 5xx answers of one route label since start, for the status page and the dashboard. */
@@ -131,18 +132,18 @@ export class GatewayMetrics implements TrafficMetrics {
     }
   }
 
-  /** Counts `server`'s connections; for a TLS server also its handshakes (`secureConnection` / `tlsClientError`). */
-  trackListener(server: Server): void {
-    const listener = server instanceof TlsServer ? 'https' : 'http';
+  /** Counts `server`'s connections from `connection` to the socket's `close`. */
+  trackListener(server: Server, listener: 'http' | 'https'): void {
     this.#connections.inc({ listener }, 0);
     server.on('connection', (socket: Socket) => {
       this.#connections.inc({ listener });
       socket.once('close', () => this.#connections.dec({ listener }));
     });
-    if (server instanceof TlsServer) {
-      server.on('secureConnection', () => this.#handshakes.inc({ result: 'ok' }));
-      server.on('tlsClientError', () => this.#handshakes.inc({ result: 'failed' }));
-    }
+  }
+
+  /** One TLS handshake ended. */
+  handshake(ok: boolean): void {
+    this.#handshakes.inc({ result: ok ? 'ok' : 'failed' });
   }
 
   /** One control command handled (ControlPlaneOptions `onCommand`). */

@@ -72,13 +72,16 @@ export function acceptTls(socket: Socket, options: TlsAcceptOptions): void {
     // TLSSocket reads what was unshifted before it reads the socket's handle.
     const tls: NamedTlsSocket = new TLSSocket(socket, { isServer: true, secureContext: context, ALPNProtocols: ['http/1.1'] });
     if (hello.servername !== undefined) tls[kServername] = hello.servername;
+    let secure = false;
     tls.once('secure', () => {
+      secure = true;
       clearTimeout(timer);
       options.onSecure(tls);
     });
     tls.on('error', (err: Error) => {
       clearTimeout(timer);
-      options.onFailure(err.message, socket);
+      // After the handshake an error (a reset…) is the connection's end, not a failed handshake.
+      if (!secure) options.onFailure(err.message, socket);
       tls.destroy();
     });
   };
