@@ -49,9 +49,9 @@ export async function run(argv: string[]): Promise<number> {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    // Every listener on a free port, HTTPS through its environment variable.
     const config = loadConfig([
       '--http', '127.0.0.1:0',
+      '--https', '127.0.0.1:0',
       '--control', '127.0.0.1:0',
       '--admin', '127.0.0.1:0',
       '--state-dir', join(dir, 'state'),
@@ -59,7 +59,7 @@ export async function run(argv: string[]): Promise<number> {
       '--global-domain', 'localhost',
       '--log-level', values['log-level'] ?? 'warn',
       '--drain-timeout', '2s',
-    ], { TFGATE_HTTPS: '127.0.0.1:0' });
+    ], {});
     server = await startServer(config, createLogger(config.logLevel, process.stderr));
     members.push(await startMember('A'), await startMember('B'));
 

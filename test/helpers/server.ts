@@ -35,9 +35,8 @@ export async function startTestServer(args: string[] = []): Promise<TestServer> 
     },
   });
   const config = loadConfig(
-    ['--http', '127.0.0.1:0', '--control', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--state-dir', stateDir, '--certs-dir', join(stateDir, 'certs'), '--global-domain', 'test', ...args],
-    // The HTTPS listener on a free port too (an environment variable, like every flag).
-    { TFGATE_HTTPS: '127.0.0.1:0' },
+    ['--http', '127.0.0.1:0', '--https', '127.0.0.1:0', '--control', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--state-dir', stateDir, '--certs-dir', join(stateDir, 'certs'), '--global-domain', 'test', ...args],
+    {},
   );
   const server = await startServer(config, createLogger('info', sink));
   onTestFinished(async () => {
