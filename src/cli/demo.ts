@@ -103,6 +103,7 @@ function banner(server: RunningServer, members: string[]): string {
     '  Try it (run it a few times: the members take turns):',
     `    curl -H 'Host: ${DEMO_FQDN}' ${url}`,
     `    for i in 1 2 3 4; do curl -s -H 'Host: ${DEMO_FQDN}' ${url}; done`,
+    `    curl -k --resolve ${DEMO_FQDN}:${server.https}:127.0.0.1 https://${DEMO_FQDN}:${server.https}/   (HTTPS, self-signed default certificate)`,
     '',
     `  Dashboard:  http://${server.admin}/`,
     `  Status:     curl http://${server.admin}/status`,
