@@ -29,6 +29,7 @@ export interface Config {
   readonly accessLog: boolean;
   readonly logLevel: LevelWithSilent;
   readonly drainTimeoutMs: number;
+  readonly healthCheck: HealthCheckConfig | null;
   readonly limits: Limits;
 }
 
@@ -43,6 +44,23 @@ export interface Limits {
   readonly upstreamMaxConnections: number;
   readonly controlMaxFrameBytes: number;
   readonly controlMessagesPerSecond: number;
+  /** Open client connections across the HTTP and HTTPS listeners; new ones past it are refused. */
+  readonly maxConnections: number;
+  /** Open client connections from one address. */
+  readonly maxConnectionsPerClient: number;
+  /** Request body size limit (413 beyond); 0 = no limit. */
+  readonly maxBodyBytes: number;
+  /** Retries as a percentage of requests (0 = never retry). */
+  readonly retryBudgetPercent: number;
+  /** Requests in flight to one member before it takes no more (circuit breaker). */
+  readonly maxInFlightPerMember: number;
+}
+
+/** Active health checks of members; null when off. */
+export interface HealthCheckConfig {
+  readonly path: string;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
 }
 
 type Kind = 'listen' | 'string' | 'hostname' | 'path' | 'int' | 'duration' | 'bool' | 'list' | 'enum';
@@ -82,6 +100,14 @@ export const SERVE_FLAGS = {
   'upstream-max-connections': { kind: 'int', default: '128', min: 1, help: 'keep-alive pool size per member' },
   'control-max-frame': { kind: 'int', default: '1048576', min: 1024, help: 'largest control frame accepted, in bytes' },
   'control-rate': { kind: 'int', default: '200', min: 1, help: 'control messages per second per session' },
+  'max-connections': { kind: 'int', default: '16384', min: 1, help: 'open client connections across the HTTP and HTTPS listeners' },
+  'max-connections-per-client': { kind: 'int', default: '1024', min: 1, help: 'open client connections from one address' },
+  'max-body-bytes': { kind: 'int', default: '0', help: 'request body size limit, 413 beyond (0 = no limit)' },
+  'retry-budget': { kind: 'int', default: '20', help: 'retries on another member, as a percentage of requests (0 = never retry)' },
+  'max-in-flight-per-member': { kind: 'int', default: '4096', min: 1, help: 'requests and WebSocket tunnels open to one member; past it others take them, or 503' },
+  'health-path': { kind: 'string', default: null, help: 'path GET on every member to check its health (off unless set)' },
+  'health-interval': { kind: 'duration', default: '10s', help: 'time between two health checks of a member' },
+  'health-timeout': { kind: 'duration', default: '2s', help: 'time a member has to answer a health check' },
 } as const satisfies Record<string, FlagSpec>;
 
 export type ServeFlag = keyof typeof SERVE_FLAGS;
@@ -146,6 +172,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     accessLog: get('access-log') as boolean,
     logLevel: get('log-level') as LevelWithSilent,
     drainTimeoutMs: get('drain-timeout') as number,
+    healthCheck: healthCheckConfig(get('health-path') as string | null, get('health-interval') as number, get('health-timeout') as number),
     limits: Object.freeze({
       maxHeaderBytes: get('max-header-bytes') as number,
       maxHeaderCount: get('max-header-count') as number,
@@ -156,9 +183,22 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       upstreamMaxConnections: get('upstream-max-connections') as number,
       controlMaxFrameBytes: get('control-max-frame') as number,
       controlMessagesPerSecond: get('control-rate') as number,
+      maxConnections: get('max-connections') as number,
+      maxConnectionsPerClient: get('max-connections-per-client') as number,
+      maxBodyBytes: get('max-body-bytes') as number,
+      retryBudgetPercent: get('retry-budget') as number,
+      maxInFlightPerMember: get('max-in-flight-per-member') as number,
     }),
   };
   return Object.freeze(config);
+}
+
+function healthCheckConfig(path: string | null, intervalMs: number, timeoutMs: number): HealthCheckConfig | null {
+  if (path === null) return null;
+  if (!path.startsWith('/')) throw new ConfigError(`--health-path: must start with "/", got ${JSON.stringify(path)}`);
+  if (intervalMs < 10) throw new ConfigError('--health-interval: must be at least 10ms');
+  if (timeoutMs < 1) throw new ConfigError('--health-timeout: must be at least 1ms');
+  return Object.freeze({ path, intervalMs, timeoutMs });
 }
 
 /** The help text of `tfgate serve`, one line per flag with its env name and default. */

@@ -4,6 +4,7 @@ import type { Logger } from './log.js';
 import { ControlPlane, RoutingStateBuilder } from './control/index.js';
 import { AdminServer, DataPlane, Gateway, GatewayMetrics, buildStatus, countEjected } from './gateway/index.js';
 import { ensureDefaultCertificate, loadOperatorCertificates } from './sni/index.js';
+import { HealthChecker } from './upstreams/index.js';
 import type { StoredCertificate } from './sni/index.js';
 import { parseRoutesFile } from './vhost/index.js';
 import type { CertificateSpec, RouteSpec } from './vhost/index.js';
@@ -48,9 +49,22 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   let gateway: Gateway | undefined;
   const dataPlane = new DataPlane({
     balancer: config.balancer,
+    maxInFlightPerMember: config.limits.maxInFlightPerMember,
     onMembersDropped: (dropped) => gateway?.closeMembers(dropped),
   });
   dataPlane.apply(routing.snapshot());
+  const healthLog = log.child({ component: 'health' });
+  // Reads the registry each round, so members added or dropped by a publish are checked or forgotten.
+  const health = config.healthCheck
+    ? new HealthChecker({
+        ...config.healthCheck,
+        members: () => dataPlane.registry.all(),
+        onChange: (member, healthy, reason) =>
+          healthy
+            ? healthLog.info({ member: member.address, reason }, 'member passed its health check, back in')
+            : healthLog.warn({ member: member.address, reason }, 'member failed its health checks, taken out'),
+      })
+    : undefined;
   gateway = new Gateway({
     limits: config.limits,
     routes: dataPlane.routes,
@@ -100,6 +114,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     started.push(admin);
     const httpsPort = await gateway.listenHttps(config.https);
     const httpPort = await gateway.listenHttp(config.http);
+    health?.start();
     ready = true;
     log.info({ http: httpPort, https: httpsPort, control: control.port, admin: adminAddress, publicKey: control.publicKey }, 'listening');
 
@@ -125,6 +140,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       close() {
         closing ??= (async () => {
           ready = false;
+          health?.close();
           await gateway.close(config.drainTimeoutMs);
           await control.close();
           await admin.close();
@@ -134,6 +150,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       },
     };
   } catch (err) {
+    health?.close();
     await Promise.allSettled([gateway.close(0), ...started.map((part) => part.close())]);
     throw err;
   }

@@ -27,9 +27,11 @@ export class DataPlane {
   constructor(options: {
     balancer: BalancerName;
     ejection?: EjectionPolicy;
+    /** Each member's in-flight cap (circuit breaker); unlimited by default. */
+    maxInFlightPerMember?: number;
     onMembersDropped?: (dropped: Upstream[]) => void;
   }) {
-    this.registry = new UpstreamRegistry(options.ejection);
+    this.registry = new UpstreamRegistry(options.ejection, options.maxInFlightPerMember);
     this.#balancer = options.balancer;
     this.#onMembersDropped = options.onMembersDropped ?? (() => {});
   }

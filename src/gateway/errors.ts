@@ -88,3 +88,25 @@ export class HttpsRedirect extends GatewayError {
     super(`moved to ${location}`);
   }
 }
+
+/** Every available member of the cluster is at its in-flight cap (the circuit breaker is open). */
+export class MembersBusyError extends GatewayError {
+  override readonly code = 'GW_MEMBERS_BUSY';
+  override readonly statusCode = 503;
+
+  constructor(readonly fqdn: string, readonly maxInFlight: number) {
+    super(`every available member of the cluster for ${fqdn} has ${maxInFlight} requests in flight: try again shortly`);
+  }
+}
+
+/** The request body is over the body size limit (RFC 9110 §15.5.14). */
+export class PayloadTooLargeError extends GatewayError {
+  override readonly code = 'GW_PAYLOAD_TOO_LARGE';
+  override readonly statusCode = 413;
+}
+
+/** A new client connection is over the connection limits; it is answered (HTTP) or closed (HTTPS) at once. */
+export class TooManyConnectionsError extends GatewayError {
+  override readonly code = 'GW_TOO_MANY_CONNECTIONS';
+  override readonly statusCode = 503;
+}

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { Limits } from '../config.js';
@@ -24,6 +25,8 @@ export interface ForwardExchange {
   /** Flat `[name, value, …]` list sent upstream (Host first, hop-by-hop removed, X-Forwarded-* set). */
   readonly headers: string[];
   readonly hasBody: boolean;
+  /** What is streamed upstream when `hasBody`: the request itself, or it behind a size limit. */
+  readonly body: Readable | null;
   /** Set when the client went away before the response was complete. */
   clientGone: boolean;
   /** Response body bytes written to the client. */
@@ -32,7 +35,8 @@ export interface ForwardExchange {
   upstreamMs: number | undefined;
   /**
    * One attempt on `member` ended. `err` is undefined when the response was relayed in full.
-   * `retryable` says nothing reached the member, so another member may be tried.
+   * `retryable` says nothing reached the member, or the member closed on a bodiless idempotent
+   * request before answering, so another member may be tried.
    */
   upstreamDone(member: Upstream, err: GatewayError | undefined, retryable: boolean): void;
 }
@@ -51,6 +55,12 @@ const CONNECT_ERRORS = new Set([
 
 /** Errors that leave the request untouched, so another member may take it: connect failures and closed pools. */
 const RETRYABLE_ERRORS = new Set([...CONNECT_ERRORS, 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'GW_MEMBER_DROPPED']);
+
+/** The member closed or reset the connection before its answer. */
+const CLOSED_ERRORS = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
+
+/** Methods that may be sent twice (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 /** True when `err` says the member could not be connected to (the member should be ejected). */
 export function isConnectFailure(err: unknown): boolean {
@@ -108,7 +118,7 @@ export class Forwarder {
       return;
     }
     pool.dispatch(
-      { path: ex.path, method: ex.method, headers: ex.headers, body: ex.hasBody ? ex.req : null, idempotent: false },
+      { path: ex.path, method: ex.method, headers: ex.headers, body: ex.hasBody ? ex.body : null, idempotent: false },
       handler,
     );
   }
@@ -202,9 +212,13 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     }
     // Nothing was written to the member when the request never got a socket (undici calls
     // onRequestStart just before writing), and the body is still unread.
-    const nothingSent = this.#controller === undefined && !this.#ex.req.readableDidRead;
+    const nothingSent = this.#controller === undefined && !(this.#ex.body ?? this.#ex.req).readableDidRead;
     if (isConnectFailure(err)) this.#member.recordFailure(this.#now());
-    const retryable = nothingSent && !this.#responded && RETRYABLE_ERRORS.has(codeOf(err));
+    const code = codeOf(err);
+    // A bodiless idempotent request the member closed on before answering (often a keep-alive race)
+    // can be sent again as it was (RFC 9110 §9.2.2).
+    const replayable = !this.#ex.hasBody && IDEMPOTENT.has(this.#ex.method) && CLOSED_ERRORS.has(code);
+    const retryable = !this.#responded && ((nothingSent && RETRYABLE_ERRORS.has(code)) || replayable);
     this.#finish(toGatewayError(err, this.#member), retryable);
   }
 

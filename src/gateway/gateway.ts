@@ -7,9 +7,11 @@ import type { Limits, ListenAddress } from '../config.js';
 import { parseHostname } from '../hostname.js';
 import type { Logger } from '../log.js';
 import type { CertStore } from '../sni/index.js';
+import { RetryBudget } from '../upstreams/index.js';
 import type { Upstream } from '../upstreams/index.js';
 import type { RouteTableRef } from '../vhost/index.js';
 import { BadRequestError, HeadersTooLargeError, NotImplementedError, RequestTimeoutError } from './errors.js';
+import { ConnectionLimiter } from './connection-limit.js';
 import { Forwarder } from './forward.js';
 import type { TrafficMetrics } from './metrics.js';
 import { Pipeline } from './pipeline.js';
@@ -48,6 +50,9 @@ export class Gateway {
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #forwarder: Forwarder;
+  readonly #connections: ConnectionLimiter;
+  /** Shared by every listener: retries stay a fraction of all traffic. */
+  readonly retryBudget: RetryBudget;
   readonly #websockets: WebSocketProxy;
   readonly #servers: Server[] = [];
   readonly #pipelines: Pipeline[] = [];
@@ -61,6 +66,8 @@ export class Gateway {
     this.#log = options.log.child({ component: 'gateway' });
     this.#now = options.now ?? Date.now;
     this.#forwarder = new Forwarder(options.limits, this.#log, this.#now);
+    this.#connections = new ConnectionLimiter(options.limits, this.#log, this.#now);
+    this.retryBudget = new RetryBudget(options.limits.retryBudgetPercent / 100);
     this.#websockets = new WebSocketProxy(options.limits, this.#log, this.#now);
   }
 
@@ -145,6 +152,7 @@ export class Gateway {
     });
     this.#servers.push(server);
     this.#options.metrics?.trackListener(server, listener);
+    this.#connections.guard(server, listener); // after every other 'connection' listener is attached
     server.listen({ host: address.host === '' ? undefined : address.host, port: address.port });
     await once(server, 'listening');
     server.on('error', (err) => this.#log.error({ err, listener }, 'listener error'));
@@ -201,6 +209,7 @@ export class Gateway {
       now: this.#now,
       proto,
       forwarder: this.#forwarder,
+      retryBudget: this.retryBudget,
       metrics: this.#options.metrics,
       tracker: {
         started: () => {

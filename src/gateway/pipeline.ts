@@ -1,11 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Limits } from '../config.js';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Upstream } from '../upstreams/index.js';
+import type { RetryBudget, Upstream } from '../upstreams/index.js';
 import type { RouteTableRef } from '../vhost/index.js';
-import { AllMembersDownError, NoMembersError, NoRouteError } from './errors.js';
+import { limitBody } from './body-limit.js';
+import { AllMembersDownError, MembersBusyError, NoMembersError, NoRouteError, PayloadTooLargeError } from './errors.js';
 import type { HttpsRedirect, MisdirectedRequestError } from './errors.js';
 import type { ForwardExchange, Forwarder } from './forward.js';
 import type { TrafficMetrics } from './metrics.js';
@@ -31,6 +33,8 @@ export interface PipelineOptions {
   readonly proto: 'http' | 'https';
   readonly forwarder: Forwarder;
   readonly tracker: RequestTracker;
+  /** Bounds retries to a fraction of requests (shared by the gateway's listeners). */
+  readonly retryBudget: RetryBudget;
   /** Request counts by status class and route, and upstream response times. */
   readonly metrics?: TrafficMetrics;
   /** Plain HTTP only: a 308 to HTTPS for names with a certificate of their own, or undefined. */
@@ -83,7 +87,13 @@ export class Pipeline {
       ex.path = routed.path;
       ex.headers = routed.headers;
       ex.hasBody = hasBody(req);
+      if (ex.hasBody) {
+        const maxBody = this.#o.limits.maxBodyBytes;
+        // No Content-Length (chunked): count the body as it streams; a known length was checked in route().
+        ex.body = maxBody > 0 && req.headers['content-length'] === undefined ? limitBody(req, maxBody) : req;
+      }
       ex.attempts = 1;
+      this.#o.retryBudget.request();
       this.#o.forwarder.forward(ex, routed.member);
     } catch (err) {
       // A bug must cost one request a 500, never the process (a throw here is an uncaught exception).
@@ -95,6 +105,11 @@ export class Pipeline {
   route(req: IncomingMessage, client: string = clientAddress(req)): Routed | GatewayError {
     const headError = checkHead(req, this.#o.limits.maxHeaderCount);
     if (headError !== undefined) return headError;
+    const maxBody = this.#o.limits.maxBodyBytes;
+    const length = req.headers['content-length'];
+    if (maxBody > 0 && length !== undefined && Number(length) > maxBody) {
+      return new PayloadTooLargeError(`request body of ${length} bytes is over the limit of ${maxBody}`);
+    }
     const target = resolveTarget(req);
     if (target instanceof GatewayError) return target;
     const refused = this.#o.redirect?.(target) ?? this.#o.checkServername?.(req.socket as TLSSocket, target.hostname);
@@ -102,9 +117,7 @@ export class Pipeline {
     const route = this.#o.routes.current.lookup(target.hostname); // the one read of the table for this request
     if (route === undefined) return new NoRouteError(target.hostname);
     const member = route.cluster.pick(this.#o.now());
-    if (member === undefined) {
-      return route.cluster.members.length === 0 ? new NoMembersError(route.fqdn) : new AllMembersDownError(route.fqdn);
-    }
+    if (member === undefined) return noMemberError(route, this.#o.now());
     const headers = upstreamHeaders(req, route.rewrite ?? target.authority, target.authority, this.#o.proto, client);
     return { hostname: target.hostname, path: target.path, route, member, headers };
   }
@@ -128,6 +141,11 @@ export class Pipeline {
     }
     if (retryable && ex.routed !== undefined) {
       const next = ex.attempts < 2 ? ex.routed.route.cluster.pick(this.#o.now(), member) : undefined;
+      if (next !== undefined && !this.#o.retryBudget.tryRetry()) {
+        this.#o.log.warn({ err, member: member.address, fqdn: ex.routed.route.fqdn }, 'member failed, retry budget spent');
+        this.#fail(ex, err);
+        return;
+      }
       if (next !== undefined) {
         this.#o.log.warn({ err, member: member.address, retry: next.address, fqdn: ex.routed.route.fqdn }, 'member failed, retrying on another');
         ex.attempts++;
@@ -180,6 +198,14 @@ export class Pipeline {
   }
 }
 
+/** Why no member was picked: none at all, all down, or the available ones all at their in-flight cap. Off the hot path. */
+function noMemberError(route: Route, now: number): GatewayError {
+  const members = route.cluster.members;
+  if (members.length === 0) return new NoMembersError(route.fqdn);
+  const busy = members.find((member) => member.isAvailable(now));
+  return busy !== undefined ? new MembersBusyError(route.fqdn, busy.maxInFlight) : new AllMembersDownError(route.fqdn);
+}
+
 /** One request in flight: what forward.ts needs plus what the access log reports. */
 class Exchange implements ForwardExchange {
   routed: Routed | undefined;
@@ -187,6 +213,7 @@ class Exchange implements ForwardExchange {
   path = '';
   headers: string[] = [];
   hasBody = false;
+  body: Readable | null = null;
   clientGone = false;
   bytes = 0;
   upstreamMs: number | undefined;

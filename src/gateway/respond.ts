@@ -73,5 +73,5 @@ export function writeSocketError(socket: Duplex, err: GatewayError): void {
 const LINGER_MS = 2_000;
 
 function closesConnection(status: number): boolean {
-  return status === 400 || status === 408 || status === 431 || status === 501;
+  return status === 400 || status === 408 || status === 413 || status === 431 || status === 501;
 }

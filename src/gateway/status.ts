@@ -15,8 +15,8 @@ export interface StatusSessionInput {
 /** One member's health and load. */
 export interface MemberStatus {
   address: string;
-  /** `ejected` (out of balancing now), `failing` (back in after an ejection, no success since), or `healthy`. */
-  state: 'healthy' | 'ejected' | 'failing';
+  /** `unhealthy` (failing its active health checks), `ejected` (out after a failed request), `failing` (back in after an ejection, no success since), or `healthy`. */
+  state: 'healthy' | 'unhealthy' | 'ejected' | 'failing';
   healthy: boolean;
   /** ISO time until which the member is ejected, when it is. */
   ejectedUntil: string | null;
@@ -106,12 +106,12 @@ export function countEjected(dataPlane: DataPlane, now: number): number {
 
 function memberStatus(member: Upstream, now: number): MemberStatus {
   const available = member.isAvailable(now);
-  const state = !available ? 'ejected' : member.consecutiveFailures > 0 ? 'failing' : 'healthy';
+  const state = !member.healthy ? 'unhealthy' : !available ? 'ejected' : member.consecutiveFailures > 0 ? 'failing' : 'healthy';
   return {
     address: member.address,
     state,
     healthy: state === 'healthy',
-    ejectedUntil: available ? null : new Date(member.ejectedUntil).toISOString(),
+    ejectedUntil: member.ejectedUntil > now ? new Date(member.ejectedUntil).toISOString() : null,
     consecutiveFailures: member.consecutiveFailures,
     inFlight: member.inFlight,
     requests: member.requests,

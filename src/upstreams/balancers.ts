@@ -1,6 +1,6 @@
 import type { Upstream } from './upstream.js';
 
-/** Chooses a member for one request among those available now, skipping `exclude` (the member a retry left). */
+/** Chooses a member for one request among those that can take it now (available, under their cap), skipping `exclude` (the member a retry left). */
 export interface Balancer {
   pick(members: readonly Upstream[], now: number, exclude?: Upstream): Upstream | undefined;
 }
@@ -22,7 +22,7 @@ export class LeastOutstandingBalancer implements Balancer {
     let best: Upstream | undefined;
     for (let i = 0; i < count; i++) {
       const member = members[(start + i) % count]!;
-      if (member === exclude || !member.isAvailable(now)) continue;
+      if (member === exclude || !member.canTake(now)) continue;
       if (best === undefined || member.inFlight < best.inFlight) best = member;
     }
     return best;
@@ -38,7 +38,7 @@ export class RoundRobinBalancer implements Balancer {
     for (let i = 0; i < count; i++) {
       const member = members[this.#cursor++ % count]!;
       if (this.#cursor >= 0x3fffffff) this.#cursor = 0;
-      if (member !== exclude && member.isAvailable(now)) return member;
+      if (member !== exclude && member.canTake(now)) return member;
     }
     return undefined;
   }

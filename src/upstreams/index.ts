@@ -6,3 +6,6 @@ export { createBalancer, BALANCER_NAMES, LeastOutstandingBalancer, RoundRobinBal
 export type { Balancer, BalancerName } from './balancers.js';
 export { Cluster } from './cluster.js';
 export { UpstreamRegistry } from './registry.js';
+export { HealthChecker } from './health.js';
+export type { HealthCheckOptions } from './health.js';
+export { RetryBudget } from './retry-budget.js';

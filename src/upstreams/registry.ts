@@ -9,9 +9,12 @@ import type { EjectionPolicy } from './upstream.js';
 export class UpstreamRegistry {
   readonly #byAddress = new Map<string, Upstream>();
   readonly #policy: EjectionPolicy;
+  readonly #maxInFlight: number;
 
-  constructor(policy: EjectionPolicy = DEFAULT_EJECTION) {
+  /** `maxInFlight` is each member's in-flight cap (infinite by default). */
+  constructor(policy: EjectionPolicy = DEFAULT_EJECTION, maxInFlight = Number.POSITIVE_INFINITY) {
     this.#policy = policy;
+    this.#maxInFlight = maxInFlight;
   }
 
   /** The member for `host:port`; throws on an invalid address (routing state is validated before it gets here). */
@@ -22,7 +25,7 @@ export class UpstreamRegistry {
     if (!parsed.ok) throw new Error(parsed.reason);
     const existing = this.#byAddress.get(parsed.value.address);
     if (existing) return existing;
-    const upstream = new Upstream(parsed.value, this.#policy);
+    const upstream = new Upstream(parsed.value, this.#policy, this.#maxInFlight);
     this.#byAddress.set(parsed.value.address, upstream);
     return upstream;
   }

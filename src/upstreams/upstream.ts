@@ -21,20 +21,39 @@ export class Upstream {
   inFlight = 0;
   /** Requests ever forwarded (for status pages). */
   requests = 0;
+  /** The in-flight cap (circuit breaker): a member at it takes no more requests until one finishes. */
+  readonly maxInFlight: number;
   #consecutiveFailures = 0;
   #ejectedUntil = 0;
+  #healthy = true;
   readonly #policy: EjectionPolicy;
 
-  constructor(address: MemberAddress, policy: EjectionPolicy = DEFAULT_EJECTION) {
+  constructor(address: MemberAddress, policy: EjectionPolicy = DEFAULT_EJECTION, maxInFlight = Number.POSITIVE_INFINITY) {
     this.host = address.host;
     this.port = address.port;
     this.address = address.address;
     this.#policy = policy;
+    this.maxInFlight = maxInFlight;
   }
 
-  /** False while the member is ejected after a failure. */
+  /** False while the member is ejected after a failure (passive) or failing its health check (active). */
   isAvailable(now: number): boolean {
-    return now >= this.#ejectedUntil;
+    return this.#healthy && now >= this.#ejectedUntil;
+  }
+
+  /** Available and under its in-flight cap: what balancers ask. Hot path: two comparisons, no allocation. */
+  canTake(now: number): boolean {
+    return this.inFlight < this.maxInFlight && this.#healthy && now >= this.#ejectedUntil;
+  }
+
+  /** The last active health check's verdict (true until a check says otherwise, and when checks are off). */
+  get healthy(): boolean {
+    return this.#healthy;
+  }
+
+  /** Set by the health checker only: an unhealthy member is out until a check passes again. */
+  setHealthy(healthy: boolean): void {
+    this.#healthy = healthy;
   }
 
   /** Time (ms since epoch) until which the member is ejected; 0 if it never was. */

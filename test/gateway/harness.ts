@@ -16,6 +16,11 @@ export const TEST_LIMITS: Limits = Object.freeze({
   upstreamMaxConnections: 16,
   controlMaxFrameBytes: 1 << 20,
   controlMessagesPerSecond: 100,
+  maxConnections: 1_000,
+  maxConnectionsPerClient: 1_000,
+  maxBodyBytes: 0,
+  retryBudgetPercent: 20,
+  maxInFlightPerMember: 1_000,
 });
 
 /** A route for {@link startGateway}: members as `host:port`, optional Host rewrite. */
@@ -49,9 +54,14 @@ export async function startGateway(
   });
   const log = createLogger('debug', sink);
   let gateway: Gateway | undefined;
-  const dataPlane = new DataPlane({ balancer: 'least-outstanding', onMembersDropped: (dropped) => gateway?.closeMembers(dropped) });
+  const limits = { ...TEST_LIMITS, ...options.limits };
+  const dataPlane = new DataPlane({
+    balancer: 'least-outstanding',
+    maxInFlightPerMember: limits.maxInFlightPerMember,
+    onMembersDropped: (dropped) => gateway?.closeMembers(dropped),
+  });
   gateway = new Gateway({
-    limits: { ...TEST_LIMITS, ...options.limits },
+    limits,
     routes: dataPlane.routes,
     log,
     accessLog: options.accessLog ?? true,

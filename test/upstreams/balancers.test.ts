@@ -50,6 +50,23 @@ describe.each(balancers)('%s balancer (shared contract)', (_name, create) => {
     expect(create().pick([only!], 999)).toBeUndefined();
     expect(create().pick([only!], 1_000)).toBe(only);
   });
+
+  it('skips members failing their health checks and members at their in-flight cap', () => {
+    const capped = (address: string): Upstream => {
+      const parsed = parseMemberAddress(address);
+      if (!parsed.ok) throw new Error(parsed.reason);
+      return new Upstream(parsed.value, undefined, 2);
+    };
+    const pool = [capped('10.0.1.1:80'), capped('10.0.1.2:80'), capped('10.0.1.3:80')];
+    pool[0]!.setHealthy(false);
+    pool[1]!.inFlight = 2;
+    const balancer = create();
+    for (let i = 0; i < 10; i++) expect(balancer.pick(pool, 0)).toBe(pool[2]);
+    pool[2]!.inFlight = 2;
+    expect(balancer.pick(pool, 0)).toBeUndefined();
+    pool[0]!.setHealthy(true);
+    expect(balancer.pick(pool, 0)).toBe(pool[0]);
+  });
 });
 
 describe('LeastOutstandingBalancer', () => {
