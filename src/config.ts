@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import type { LevelWithSilent } from 'pino';
 import { ConfigError } from './errors.js';
@@ -24,6 +25,8 @@ export interface Config {
   readonly defaultName: string;
   readonly redirectHttp: boolean;
   readonly globalDomains: readonly string[];
+  /** The DNS server domain claims query (`ip:port`, as `setServers` takes it); null = the system's resolvers. */
+  readonly dnsServer: string | null;
   readonly sessionGraceMs: number;
   readonly balancer: 'least-outstanding' | 'round-robin';
   readonly accessLog: boolean;
@@ -86,6 +89,7 @@ export const SERVE_FLAGS = {
   'redirect-http': { kind: 'bool', default: true, help: 'redirect plain HTTP (308) to HTTPS for names with a certificate of their own' },
   routes: { kind: 'path', default: null, help: 'JSON file of static clusters, reloaded on SIGHUP' },
   'global-domain': { kind: 'list', default: [], help: 'a domain every account may publish under (repeatable)' },
+  'dns-server': { kind: 'string', default: null, help: "DNS server for domain claims' TXT lookups: IP or IP:PORT (default the system's resolvers)" },
   'session-grace': { kind: 'duration', default: '60s', help: 'how long a disconnected session keeps its clusters' },
   balancer: { kind: 'enum', default: 'least-outstanding', values: ['least-outstanding', 'round-robin'], help: 'how requests are spread over members' },
   'access-log': { kind: 'bool', default: true, help: 'one JSON line per request on stdout' },
@@ -167,6 +171,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     defaultName: get('default-name') as string,
     redirectHttp: get('redirect-http') as boolean,
     globalDomains: get('global-domain') as string[],
+    dnsServer: dnsServerOf(get('dns-server') as string | null),
     sessionGraceMs: get('session-grace') as number,
     balancer: get('balancer') as Config['balancer'],
     accessLog: get('access-log') as boolean,
@@ -305,4 +310,17 @@ export function parseDurationMs(text: string): number | undefined {
   if (!match) return undefined;
   const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[match[2] ?? 'ms']!;
   return Math.round(Number(match[1]) * unit);
+}
+
+/** `--dns-server`: `IP`, `IP:PORT`, `[IPv6]:PORT` → `ip:port` (port 53 by default); a name is refused (it would need a resolver itself). */
+function dnsServerOf(text: string | null): string | null {
+  if (text === null) return null;
+  const bracketed = /^\[([0-9a-fA-F:.]+)\](?::([0-9]{1,5}))?$/.exec(text);
+  const plain = bracketed ? null : /^([^:]+)(?::([0-9]{1,5}))?$/.exec(text);
+  const host = bracketed?.[1] ?? plain?.[1] ?? (isIP(text) === 6 ? text : undefined);
+  const port = Number(bracketed?.[2] ?? plain?.[2] ?? 53);
+  if (host === undefined || isIP(host) === 0 || port < 1 || port > 65535) {
+    throw new ConfigError(`--dns-server: expected IP or IP:PORT (e.g. 127.0.0.1:8053), got ${JSON.stringify(text)}`);
+  }
+  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
 }

@@ -79,6 +79,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     listen: config.control,
     stateDir: config.stateDir,
     globalDomains: config.globalDomains,
+    dnsServer: config.dnsServer,
     sessionGraceMs: config.sessionGraceMs,
     maxFrameBytes: config.limits.controlMaxFrameBytes,
     messagesPerSecond: config.limits.controlMessagesPerSecond,

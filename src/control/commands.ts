@@ -1,9 +1,10 @@
-import { parseHostname, wildcardParent } from '../hostname.js';
+import { parseHostname } from '../hostname.js';
 import type { Logger } from '../log.js';
 import { parseMemberAddress } from '../upstreams/index.js';
 import { CertificateError, checkCertificate, parseCertificateBundle } from '../sni/index.js';
 import type { CertificateBundle } from '../sni/index.js';
 import type { CertificateSpec, RoutingState } from '../vhost/index.js';
+import type { Domains } from './domains.js';
 import { BadParamsError, ControlError, ForbiddenError } from './errors.js';
 import { isBytes } from './frames.js';
 import type { OpenMessage } from './frames.js';
@@ -17,18 +18,17 @@ export type Results = Record<string, unknown>;
 export interface CommandsOptions {
   readonly routing: RoutingStateBuilder;
   readonly applyRouting: (state: RoutingState) => Promise<void>;
-  /** Normalised `--global-domain` names: every account may publish under them. */
-  readonly globalDomains: readonly string[];
+  /** Domain claims and who may publish what. */
+  readonly domains: Domains;
   readonly log: Logger;
+  /** Tells a session something it did not ask about (a `log` message), e.g. that its cluster was unpublished. */
+  readonly notify?: (session: Session, text: string) => void;
   /** The clock certificates are checked against. */
   readonly now?: () => number;
 }
 
 /** Most members one cluster may have. */
 const MAX_MEMBERS = 1000;
-
-/** Commands of a later issue (domain claims): refused clearly until then. */
-const DOMAIN_COMMANDS = new Set(['prepare_domain', 'claim_domain', 'release_domain', 'make_domain_global', 'make_domain_private']);
 
 interface Change {
   readonly id: string;
@@ -44,8 +44,9 @@ interface Change {
 export class Commands {
   readonly #routing: RoutingStateBuilder;
   readonly #applyRouting: (state: RoutingState) => Promise<void>;
-  readonly #globalDomains: readonly string[];
+  readonly #domains: Domains;
   readonly #log: Logger;
+  readonly #notify: (session: Session, text: string) => void;
   readonly #now: () => number;
   /** Which session holds each session-published fqdn. */
   readonly #owners = new Map<string, Session>();
@@ -53,15 +54,16 @@ export class Commands {
   constructor(options: CommandsOptions) {
     this.#routing = options.routing;
     this.#applyRouting = options.applyRouting;
-    this.#globalDomains = options.globalDomains;
+    this.#domains = options.domains;
     this.#log = options.log;
+    this.#notify = options.notify ?? (() => undefined);
     this.#now = options.now ?? Date.now;
   }
 
   /** The `resource_offer` params for a new session of this account. */
-  offer(): Results {
+  offer(session: Session): Results {
     return {
-      domains: this.#domainsFor().map((domain) => ({ domain })),
+      domains: this.#domains.list(session.publicKey).map((domain) => ({ domain })),
       nodes: [],
       volumes: [],
       externals: [],
@@ -75,7 +77,32 @@ export class Commands {
       case 'heartbeat':
         return {};
       case 'list_domains':
-        return { domains: this.#domainsFor() };
+        return { domains: this.#domains.list(session.publicKey) };
+      case 'prepare_domain': {
+        const { domain, token } = this.#domains.prepare(session.publicKey, text(params, 'domain'));
+        this.#log.info({ rid: session.ridHex, domain }, 'domain token prepared');
+        // A byte string: a text token crashes the 20ft CLI (protocol.md).
+        return { token: Buffer.from(token, 'ascii') };
+      }
+      case 'claim_domain': {
+        const domain = await this.#domains.claim(session.publicKey, text(params, 'domain'));
+        this.#log.info({ rid: session.ridHex, account: session.accountName, domain }, 'domain claimed');
+        return {};
+      }
+      case 'release_domain': {
+        const domain = this.#domains.release(session.publicKey, text(params, 'domain'));
+        this.#log.info({ rid: session.ridHex, account: session.accountName, domain }, 'domain released');
+        await this.revalidate(`${domain} was released`);
+        return {};
+      }
+      case 'make_domain_global':
+      case 'make_domain_private': {
+        const global = message.command === 'make_domain_global';
+        const domain = this.#domains.setGlobal(session.publicKey, text(params, 'domain'), global);
+        this.#log.info({ rid: session.ridHex, account: session.accountName, domain, global }, global ? 'domain made global' : 'domain made private');
+        if (!global) await this.revalidate(`${domain} was made private by its owner`);
+        return {};
+      }
       case 'publish_web':
         return this.#publish(session, message.uuid, params);
       case 'unpublish_web':
@@ -85,9 +112,6 @@ export class Commands {
       case 'remove_from_cluster':
         return this.#removeMember(session, params);
       default:
-        if (DOMAIN_COMMANDS.has(message.command)) {
-          throw new ControlError(`${message.command}: domain claims are not available in this gateway yet; publish under a global domain (${this.#globalDomains.join(', ') || 'none configured'})`);
-        }
         throw new ControlError(`unknown command ${JSON.stringify(message.command)}`);
     }
   }
@@ -101,14 +125,29 @@ export class Commands {
     await this.#applyRouting(this.#routing.snapshot());
   }
 
-  /** Domains this account may publish under: the global ones (claims come with a later issue). */
-  #domainsFor(): string[] {
-    return [...this.#globalDomains];
-  }
-
-  #mayPublish(fqdn: string): boolean {
-    const name = wildcardParent(fqdn) ?? fqdn;
-    return this.#globalDomains.some((domain) => name === domain || name.endsWith(`.${domain}`));
+  /**
+   * Unpublishes every session cluster whose account may no longer publish its fqdn (a domain was
+   * released or made private, here or by another process sharing the store), telling its session why.
+   */
+  async revalidate(why: string): Promise<void> {
+    const dropped: { session: Session; cluster: PublishedCluster }[] = [];
+    for (const session of new Set(this.#owners.values())) {
+      for (const cluster of session.clusters.values()) {
+        try {
+          this.#domains.checkPublish(session.publicKey, cluster.fqdn, cluster.fqdn);
+        } catch (err) {
+          if (!(err instanceof ForbiddenError)) throw err;
+          dropped.push({ session, cluster });
+        }
+      }
+    }
+    if (dropped.length === 0) return;
+    for (const { session, cluster } of dropped) {
+      this.#install(session, cluster.id, undefined);
+      this.#notify(session, `${cluster.fqdn} was unpublished: ${why}`);
+    }
+    this.#log.info({ fqdns: dropped.map((d) => d.cluster.fqdn), why }, 'clusters unpublished: no longer permitted');
+    await this.#applyRouting(this.#routing.snapshot());
   }
 
   async #publish(session: Session, uuid: Uint8Array, params: ReadonlyMap<string, unknown>): Promise<Results> {
@@ -136,9 +175,7 @@ export class Commands {
     if (containers.length > MAX_MEMBERS) throw new BadParamsError(`a cluster may have at most ${MAX_MEMBERS} members`);
     const members = uniqueMembers(containers.map(member));
 
-    if (!this.#mayPublish(fqdn)) {
-      throw new ForbiddenError(`${fqdn} is not under a domain this account may publish under (${this.#globalDomains.join(', ') || 'none'})`);
-    }
+    this.#domains.checkPublish(session.publicKey, fqdn, domain.hostname);
     if (this.#routing.isStatic(fqdn)) throw new ForbiddenError(`${fqdn} is served by the operator's static routes`);
     const owner = this.#owners.get(fqdn);
     if (owner && owner !== session) throw new ForbiddenError(`${fqdn} is published by another session`);

@@ -3,8 +3,9 @@ import type { Logger } from '../log.js';
 import type { RoutingState } from '../vhost/index.js';
 import { Commands } from './commands.js';
 import type { Results } from './commands.js';
+import { Domains } from './domains.js';
 import { ControlError } from './errors.js';
-import { encodeHandshakeRefusal, openSealed, readAuth, readSealed, sealMessage } from './frames.js';
+import { encodeHandshakeRefusal, openSealed, randomBytes, readAuth, readSealed, sealMessage } from './frames.js';
 import type { FrameProblem, KeyPair, OpenMessage } from './frames.js';
 import { acceptAuth } from './handshake.js';
 import { encodeKey, loadOrCreateGatewayKeys } from './keys.js';
@@ -14,6 +15,7 @@ import { SessionTable } from './sessions.js';
 import type { Session, SessionInfo } from './sessions.js';
 import { openStore } from './store.js';
 import type { ControlStore } from './store.js';
+import { createTxtLookup } from './txt-lookup.js';
 
 /** What the control plane runs on; main.ts builds it from the config. */
 export interface ControlPlaneOptions {
@@ -22,6 +24,8 @@ export interface ControlPlaneOptions {
   /** The gateway key pair and the SQLite store live here. */
   stateDir: string;
   globalDomains: readonly string[];
+  /** The DNS server (`ip:port`) domain claims look their TXT record up on; null or absent = the system's resolvers. */
+  dnsServer?: string | null;
   sessionGraceMs: number;
   maxFrameBytes: number;
   messagesPerSecond: number;
@@ -57,7 +61,8 @@ export class ControlPlane {
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #sessions = new SessionTable();
-  readonly #commands: Commands;
+  /** Built at start, once the store is open. */
+  #commands: Commands | undefined;
   #keys: KeyPair | undefined;
   #store: ControlStore | undefined;
   #transport: RouterTransport | undefined;
@@ -72,13 +77,6 @@ export class ControlPlane {
     this.#options = options;
     this.#log = options.log;
     this.#now = options.now ?? Date.now;
-    this.#commands = new Commands({
-      routing: options.routing,
-      applyRouting: options.applyRouting,
-      globalDomains: options.globalDomains,
-      log: options.log,
-      now: this.#now,
-    });
   }
 
   /** Creates the key pair if missing, opens the store, binds the socket and starts serving. */
@@ -87,6 +85,21 @@ export class ControlPlane {
     const options = this.#options;
     this.#keys = loadOrCreateGatewayKeys(options.stateDir);
     this.#store = openStore(options.stateDir, { now: this.#now });
+    const domains = new Domains({
+      store: this.#store,
+      globalDomains: options.globalDomains,
+      lookupTxt: createTxtLookup(options.dnsServer ?? null),
+      now: this.#now,
+      randomBytes,
+    });
+    this.#commands = new Commands({
+      routing: options.routing,
+      applyRouting: options.applyRouting,
+      domains,
+      log: options.log,
+      now: this.#now,
+      notify: (session, log) => void this.#send(session, 'log', EMPTY, { error: true, log }),
+    });
     const heartbeatMs = clamp(Math.floor(options.sessionGraceMs / 4), 100, 10_000);
     const transport = new RouterTransport({
       // Frames a little over the limit still arrive, so their sender can be told; far over it, libzmq drops the connection.
@@ -144,7 +157,7 @@ export class ControlPlane {
       clearTimeout(session.graceTimer);
       session.ended = true;
       this.#sessions.delete(session);
-      session.tail = session.tail.then(() => this.#commands.endSession(session)).catch((err: unknown) => {
+      session.tail = session.tail.then(() => this.#commands!.endSession(session)).catch((err: unknown) => {
         this.#log.warn({ err, rid: session.ridHex }, 'could not unpublish a session at close');
       });
     }
@@ -206,7 +219,7 @@ export class ControlPlane {
     session.graceTimer = undefined;
     void this.#transport!.send(peer, outcome.reply);
     this.#log.info({ rid: session.ridHex, account: session.accountName, resumed: outcome.resumed }, outcome.resumed ? 'session resumed' : 'session opened');
-    if (!outcome.resumed) void this.#send(session, 'resource_offer', EMPTY, this.#commands.offer());
+    if (!outcome.resumed) void this.#send(session, 'resource_offer', EMPTY, this.#commands!.offer(session));
   }
 
   #onSessionFrame(session: Session, peer: Buffer, frame: Buffer): void {
@@ -248,7 +261,7 @@ export class ControlPlane {
     if (session.ended) return;
     let results: Results;
     try {
-      results = await this.#commands.run(session, message);
+      results = await this.#commands!.run(session, message);
     } catch (err) {
       this.#options.onCommand?.(message.command, err instanceof ControlError ? 'refused' : 'error');
       const reason = err instanceof ControlError ? err.message : 'internal error in the gateway';
@@ -306,7 +319,7 @@ export class ControlPlane {
     this.#sessions.delete(session);
     this.#log.info({ rid: session.ridHex, account: session.accountName, why }, 'session ended');
     session.tail = session.tail
-      .then(() => this.#commands.endSession(session))
+      .then(() => this.#commands!.endSession(session))
       .catch((err: unknown) => this.#log.error({ err, rid: session.ridHex }, 'could not unpublish an ended session'));
   }
 
@@ -325,7 +338,7 @@ export class ControlPlane {
     for (const session of this.#sessions.connected()) void this.#send(session, PROBE_COMMAND, EMPTY, {});
   }
 
-  /** Another process changed the store: sessions of removed accounts end now. */
+  /** Another process changed the store: sessions of removed accounts end now; names no longer permitted are unpublished. */
   #checkAccounts(): void {
     if (this.#closing) return;
     for (const session of this.#sessions.all()) {
@@ -338,6 +351,9 @@ export class ControlPlane {
       if (session.peer) this.#sessions.detach(session, this.#now());
       this.#end(session, 'account removed');
     }
+    this.#commands!.revalidate('its domain claim changed').catch((err: unknown) => {
+      this.#log.error({ err }, 'could not unpublish names no longer permitted');
+    });
   }
 }
 

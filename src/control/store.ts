@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { ensurePrivateDir } from './keys.js';
 
 /**
- * The persistent state of the control plane behind one narrow interface: accounts now; domain
- * claims, certificates and published clusters join it in later issues. Everything outside this file
+ * The persistent state of the control plane behind one narrow interface: accounts and domain
+ * claims now; certificates and published clusters join it in later issues. Everything outside this file
  * sees plain records, never SQL or file paths, so a networked engine (shared by several gateways)
  * can implement the same interface later. Several processes may use one store at once (the gateway
  * and `tfgate accounts`): writes are transactions, readers never block writers.
@@ -13,12 +13,29 @@ import { ensurePrivateDir } from './keys.js';
 export interface ControlStore {
   /** Adds an account, or renames it when the key is already authorised. */
   addAccount(publicKey: string, name: string): Account;
-  /** Removes an account; false when the key was not authorised. */
+  /** Removes an account with its domain claims and tokens; false when the key was not authorised. */
   removeAccount(publicKey: string): boolean;
   /** The account holding this public key (base64), if authorised. */
   findAccount(publicKey: string): Account | undefined;
   /** Every account, oldest first. */
   listAccounts(): Account[];
+  /** Stores an ownership token, replacing the account's earlier one for the same domain. */
+  putDomainToken(token: DomainToken): void;
+  /** The account's latest token for a domain, expired or not. */
+  findDomainToken(owner: string, domain: string): DomainToken | undefined;
+  /**
+   * Records that `owner` holds `domain` and uses up its token, atomically: refused (nothing
+   * changes) when another account holds the domain, a name under it or a parent of it.
+   */
+  claimDomain(owner: string, domain: string): { ok: true; claim: DomainClaim } | { ok: false; conflict: DomainClaim };
+  /** Removes `owner`'s claim on `domain`; false when it held none. */
+  releaseDomain(owner: string, domain: string): boolean;
+  /** Makes `owner`'s claimed domain global (every account may publish under it) or private; false when it holds no such claim. */
+  setDomainGlobal(owner: string, domain: string, global: boolean): boolean;
+  /** Claims on `name` itself, on its parents, and on names under it (of every account). */
+  overlappingClaims(name: string): DomainClaim[];
+  /** Every claim of one account, or of all accounts when `owner` is omitted, by domain. */
+  listDomainClaims(owner?: string): DomainClaim[];
   /**
    * Calls `listener` (at most every `intervalMs`) after another process changed the store; the
    * listener re-reads what it cares about. Returns the function that stops watching.
@@ -38,6 +55,29 @@ export interface Account {
   readonly addedAt: number;
 }
 
+/** A domain an account has proved it owns (through a DNS TXT token). */
+export interface DomainClaim {
+  readonly domain: string;
+  /** The owning account's public key, base64. */
+  readonly owner: string;
+  /** True when its owner lets every account publish under it. */
+  readonly global: boolean;
+  readonly claimedAt: number;
+}
+
+/** A prepared ownership token, waiting for its claim. */
+export interface DomainToken {
+  readonly domain: string;
+  /** The account's public key, base64. */
+  readonly owner: string;
+  readonly token: string;
+  /** Ms since the epoch; the token is refused from then on. */
+  readonly expiresAt: number;
+}
+
+/** How long an expired token is kept (so its claim can say "expired" rather than "no token"). */
+const EXPIRED_TOKEN_KEPT_MS = 24 * 3_600_000;
+
 /** The store's file name in the state directory. */
 export const STORE_FILE = 'tfgate.sqlite';
 
@@ -48,6 +88,20 @@ const MIGRATIONS: readonly string[] = [
      name       TEXT NOT NULL DEFAULT '',
      added_at   INTEGER NOT NULL
    ) STRICT`,
+  `CREATE TABLE domain_claims (
+     domain     TEXT PRIMARY KEY NOT NULL,
+     owner      TEXT NOT NULL,
+     global     INTEGER NOT NULL DEFAULT 0,
+     claimed_at INTEGER NOT NULL
+   ) STRICT;
+   CREATE INDEX domain_claims_owner ON domain_claims (owner);
+   CREATE TABLE domain_tokens (
+     owner      TEXT NOT NULL,
+     domain     TEXT NOT NULL,
+     token      TEXT NOT NULL,
+     expires_at INTEGER NOT NULL,
+     PRIMARY KEY (owner, domain)
+   ) STRICT`,
 ];
 
 /** Opens (creating when missing) the SQLite store in `stateDir`. */
@@ -55,6 +109,27 @@ export function openStore(stateDir: string, options: { now?: () => number } = {}
   ensurePrivateDir(stateDir);
   return new SqliteStore(join(stateDir, STORE_FILE), options.now ?? Date.now);
 }
+
+interface ClaimRow {
+  domain: string;
+  owner: string;
+  global: number;
+  claimed_at: number;
+}
+
+interface TokenRow {
+  domain: string;
+  owner: string;
+  token: string;
+  expires_at: number;
+}
+
+/** Claims on the name, its parents or names under it; `substr` rather than LIKE, whose `_` is a wildcard. */
+const OVERLAPPING_SQL = `SELECT domain, owner, global, claimed_at FROM domain_claims
+  WHERE domain = @name
+     OR substr(domain, -length(@name) - 1) = '.' || @name
+     OR substr(@name, -length(domain) - 1) = '.' || domain
+  ORDER BY length(domain), domain`;
 
 interface AccountRow {
   public_key: string;
@@ -91,7 +166,11 @@ class SqliteStore implements ControlStore {
   }
 
   removeAccount(publicKey: string): boolean {
-    return this.#db.prepare('DELETE FROM accounts WHERE public_key = ?').run(publicKey).changes > 0;
+    return this.#db.transaction(() => {
+      this.#db.prepare('DELETE FROM domain_claims WHERE owner = ?').run(publicKey);
+      this.#db.prepare('DELETE FROM domain_tokens WHERE owner = ?').run(publicKey);
+      return this.#db.prepare('DELETE FROM accounts WHERE public_key = ?').run(publicKey).changes > 0;
+    }).immediate();
   }
 
   findAccount(publicKey: string): Account | undefined {
@@ -102,6 +181,51 @@ class SqliteStore implements ControlStore {
   listAccounts(): Account[] {
     const rows = this.#db.prepare('SELECT public_key, name, added_at FROM accounts ORDER BY added_at, public_key').all() as AccountRow[];
     return rows.map(toAccount);
+  }
+
+  putDomainToken(token: DomainToken): void {
+    this.#db.transaction(() => {
+      this.#db.prepare('DELETE FROM domain_tokens WHERE expires_at < ?').run(this.#now() - EXPIRED_TOKEN_KEPT_MS);
+      this.#db
+        .prepare('INSERT INTO domain_tokens (owner, domain, token, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT (owner, domain) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at')
+        .run(token.owner, token.domain, token.token, token.expiresAt);
+    }).immediate();
+  }
+
+  findDomainToken(owner: string, domain: string): DomainToken | undefined {
+    const row = this.#db.prepare('SELECT owner, domain, token, expires_at FROM domain_tokens WHERE owner = ? AND domain = ?').get(owner, domain) as TokenRow | undefined;
+    return row ? Object.freeze({ owner: row.owner, domain: row.domain, token: row.token, expiresAt: row.expires_at }) : undefined;
+  }
+
+  claimDomain(owner: string, domain: string): { ok: true; claim: DomainClaim } | { ok: false; conflict: DomainClaim } {
+    // Immediate: the check and the insert hold the write lock together, so of two racing claims one wins.
+    return this.#db.transaction((): { ok: true; claim: DomainClaim } | { ok: false; conflict: DomainClaim } => {
+      const conflict = this.overlappingClaims(domain).find((claim) => claim.owner !== owner);
+      if (conflict) return { ok: false, conflict };
+      this.#db.prepare('INSERT INTO domain_claims (domain, owner, global, claimed_at) VALUES (?, ?, 0, ?) ON CONFLICT (domain) DO NOTHING').run(domain, owner, this.#now());
+      this.#db.prepare('DELETE FROM domain_tokens WHERE owner = ? AND domain = ?').run(owner, domain);
+      const row = this.#db.prepare('SELECT domain, owner, global, claimed_at FROM domain_claims WHERE domain = ?').get(domain) as ClaimRow;
+      return { ok: true, claim: toClaim(row) };
+    }).immediate();
+  }
+
+  releaseDomain(owner: string, domain: string): boolean {
+    return this.#db.prepare('DELETE FROM domain_claims WHERE owner = ? AND domain = ?').run(owner, domain).changes > 0;
+  }
+
+  setDomainGlobal(owner: string, domain: string, global: boolean): boolean {
+    return this.#db.prepare('UPDATE domain_claims SET global = ? WHERE owner = ? AND domain = ?').run(global ? 1 : 0, owner, domain).changes > 0;
+  }
+
+  overlappingClaims(name: string): DomainClaim[] {
+    return (this.#db.prepare(OVERLAPPING_SQL).all({ name }) as ClaimRow[]).map(toClaim);
+  }
+
+  listDomainClaims(owner?: string): DomainClaim[] {
+    const rows = owner === undefined
+      ? this.#db.prepare('SELECT domain, owner, global, claimed_at FROM domain_claims ORDER BY domain').all()
+      : this.#db.prepare('SELECT domain, owner, global, claimed_at FROM domain_claims WHERE owner = ? ORDER BY domain').all(owner);
+    return (rows as ClaimRow[]).map(toClaim);
   }
 
   watch(listener: () => void, intervalMs: number): () => void {
@@ -148,6 +272,10 @@ class SqliteStore implements ControlStore {
       this.#db.pragma(`user_version = ${MIGRATIONS.length}`);
     }).immediate();
   }
+}
+
+function toClaim(row: ClaimRow): DomainClaim {
+  return Object.freeze({ domain: row.domain, owner: row.owner, global: row.global !== 0, claimedAt: row.claimed_at });
 }
 
 function toAccount(row: AccountRow): Account {

@@ -78,11 +78,15 @@ describe('publish_web with a session certificate', () => {
 
   it('publishes a wildcard fqdn only with a certificate for exactly that wildcard', async () => {
     const { gw, served } = await startWithHttps();
-    const client = await gw.session();
-    const narrow = makeCertificate({ names: ['a.apps.test'] });
-    expect((await client.request('publish_web', publish('*.apps.', narrow.certPem + narrow.keyPem))).params.exception).toMatch(/name not covered/);
-    const wild = makeCertificate({ names: ['*.apps.test'] });
-    expect((await client.request('publish_web', publish('*.apps.', wild.certPem + wild.keyPem))).params).toEqual({});
-    expect(served('x.apps.test')?.source).toBe('session');
+    // Wildcards only under a claimed domain, never under a global one.
+    const keys = gw.addAccount();
+    gw.claimDomain(keys, 'example.com');
+    const client = await gw.session(keys);
+    const wildcard = (ssl: string) => ({ ...publish('*.apps.', ssl), domain: 'example.com' });
+    const narrow = makeCertificate({ names: ['a.apps.example.com'] });
+    expect((await client.request('publish_web', wildcard(narrow.certPem + narrow.keyPem))).params.exception).toMatch(/name not covered/);
+    const wild = makeCertificate({ names: ['*.apps.example.com'] });
+    expect((await client.request('publish_web', wildcard(wild.certPem + wild.keyPem))).params).toEqual({});
+    expect(served('x.apps.example.com')?.source).toBe('session');
   });
 });

@@ -273,6 +273,8 @@ export interface TestControlPlane {
   /** Authorises a new key pair (through the store, as `tfgate accounts add` does) and returns it. */
   addAccount(name?: string): TestKeys;
   removeAccount(keys: TestKeys): void;
+  /** Records a domain claim for the account straight in the store (as a claim with a DNS proof would). */
+  claimDomain(keys: TestKeys, domain: string): void;
   /** A raw client connected (not yet authenticated). */
   client(keys?: TestKeys, serverKey?: Uint8Array): RawControlClient;
   /** A raw client that has done its handshake and read its resource offer. */
@@ -283,7 +285,17 @@ export interface TestControlPlane {
 }
 
 export async function startTestControlPlane(
-  options: { sessionGraceMs?: number; maxFrameBytes?: number; messagesPerSecond?: number; globalDomains?: string[]; stateDir?: string; listenHost?: string } = {},
+  options: {
+    sessionGraceMs?: number;
+    maxFrameBytes?: number;
+    messagesPerSecond?: number;
+    globalDomains?: string[];
+    stateDir?: string;
+    listenHost?: string;
+    /** `ip:port` of the DNS server domain claims query. */
+    dnsServer?: string;
+    now?: () => number;
+  } = {},
 ): Promise<TestControlPlane> {
   const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), 'tfgate-control-'));
   const logs: Record<string, unknown>[] = [];
@@ -299,6 +311,8 @@ export async function startTestControlPlane(
     listen: { host: options.listenHost ?? '127.0.0.1', port: 0 },
     stateDir,
     globalDomains: options.globalDomains ?? ['test'],
+    ...(options.dnsServer ? { dnsServer: options.dnsServer } : {}),
+    ...(options.now ? { now: options.now } : {}),
     sessionGraceMs: options.sessionGraceMs ?? 60_000,
     maxFrameBytes: options.maxFrameBytes ?? 1024 * 1024,
     messagesPerSecond: options.messagesPerSecond ?? 1000,
@@ -336,6 +350,10 @@ export async function startTestControlPlane(
     },
     removeAccount(keys) {
       store.removeAccount(b64(keys.publicKey));
+    },
+    claimDomain(keys, domain) {
+      const outcome = store.claimDomain(b64(keys.publicKey), domain);
+      if (!outcome.ok) throw new Error(`${domain} is claimed by another account`);
     },
     client(keys = fixture.addAccount(), key = serverKey) {
       const client = new RawControlClient(endpoint, key, keys);
