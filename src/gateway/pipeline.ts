@@ -73,6 +73,7 @@ export class Pipeline {
     const ex = new Exchange(this, req, res, this.#o.now(), clientAddress(req));
     (res as TrackedResponse)[kExchange] = ex;
     res.on('close', onResponseClose);
+    if (res.socket === null) closeWithConnection(req, res);
     req.on('error', ignore); // a client reset surfaces through 'close'; an unheard 'error' would crash
     this.#o.tracker.started();
     if (this.#closing) res.shouldKeepAlive = false;
@@ -240,6 +241,21 @@ class Exchange implements ForwardExchange {
 function onResponseClose(this: TrackedResponse): void {
   const ex = this[kExchange];
   if (ex !== undefined) ex.pipeline.responseClosed(ex);
+}
+
+/**
+ * A pipelined request's response waits for the ones before it and has no socket yet; Node never
+ * emits its 'close' if the connection goes first (an earlier response closed it, or the client
+ * left), which would leave the request counted in flight and its member request running. So the
+ * connection's 'close' closes it too.
+ */
+function closeWithConnection(req: IncomingMessage, res: ServerResponse): void {
+  const socket = req.socket;
+  const onSocketClose = (): void => {
+    if (res.socket === null && !res.writableFinished) res.emit('close');
+  };
+  socket.once('close', onSocketClose);
+  res.once('close', () => socket.off('close', onSocketClose));
 }
 
 function ignore(): void {}
