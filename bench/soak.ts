@@ -29,6 +29,8 @@ const STABLE = `stable.${DOMAIN}`;
 const CLI = join(import.meta.dirname, '..', 'src', 'cli', 'tfgate.js');
 /** After a member is restarted, how long its failures still count as expected (ejection back-off, health check). */
 const RECOVERY_MS = 3_000;
+/** One publish/unpublish cycle per session every this many ms (80 a second, 160 control messages). */
+const CHURN_CYCLE_MS = 12.5;
 
 /** One soak run's figures. */
 export interface SoakReport {
@@ -254,11 +256,16 @@ export async function runSoak(durationS: number): Promise<SoakReport> {
       }
     };
 
-    /** Publishes and unpublishes its own names in turn, as fast as the session's replies come. */
+    /**
+     * Publishes and unpublishes its own names in turn, paced to stay under the gateway's default
+     * per-session control rate (200 messages a second): 2 messages per cycle, at most 80 cycles a second.
+     */
     const churnLoop = async (session: Location, names: readonly string[]): Promise<void> => {
       const endpoint = session.endpointFor(DOMAIN);
+      const startedAt = Date.now();
       let i = 0;
       while (!stop()) {
+        await sleep(startedAt + i * CHURN_CYCLE_MS - Date.now());
         const cluster = new Cluster([m3.address]);
         try {
           await endpoint.publish(cluster, names[i++ % names.length]!);
