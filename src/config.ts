@@ -24,6 +24,8 @@ export interface Config {
   readonly routesFile: string | null;
   readonly defaultName: string;
   readonly redirectHttp: boolean;
+  /** Automatic certificates; null without `--acme-directory`. */
+  readonly acme: AcmeConfig | null;
   readonly globalDomains: readonly string[];
   /** The DNS server domain claims query (`ip:port`, as `setServers` takes it); null = the system's resolvers. */
   readonly dnsServer: string | null;
@@ -66,6 +68,18 @@ export interface HealthCheckConfig {
   readonly timeoutMs: number;
 }
 
+/** ACME issuance and renewal (`--acme-*`). */
+export interface AcmeConfig {
+  readonly directoryUrl: string;
+  readonly email: string | null;
+  /** PEM file of the CA that signs the ACME server's own HTTPS certificate (a private CA such as Pebble). */
+  readonly caFile: string | null;
+  /** Renew when less than this fraction of a certificate's lifetime remains. */
+  readonly renewFraction: number;
+  /** First retry after a failed order; doubles per failure, up to six hours. */
+  readonly retryMinMs: number;
+}
+
 type Kind = 'listen' | 'string' | 'hostname' | 'path' | 'int' | 'duration' | 'bool' | 'list' | 'enum';
 
 interface FlagSpec {
@@ -95,6 +109,11 @@ export const SERVE_FLAGS = {
   'access-log': { kind: 'bool', default: true, help: 'one JSON line per request on stdout' },
   'log-level': { kind: 'enum', default: 'info', values: LOG_LEVELS, help: 'fatal, error, warn, info, debug, trace or silent' },
   'drain-timeout': { kind: 'duration', default: '30s', help: 'on SIGTERM, how long in-flight requests may finish' },
+  'acme-directory': { kind: 'string', default: null, help: 'ACME directory URL: certificates for published names (off unless set)' },
+  'acme-email': { kind: 'string', default: null, help: 'contact address of the ACME account' },
+  'acme-ca': { kind: 'path', default: null, help: "PEM file of the CA to trust for the ACME server's own HTTPS (a private CA)" },
+  'acme-renew-percent': { kind: 'int', default: '33', min: 1, help: 'renew when less than this percentage of the lifetime remains (100 = always due)' },
+  'acme-retry': { kind: 'duration', default: '1m', help: 'first retry after a failed order; doubles per failure up to 6h' },
   'max-header-bytes': { kind: 'int', default: '16384', min: 1024, help: 'request header block size limit (431 beyond)' },
   'max-header-count': { kind: 'int', default: '100', min: 1, help: 'request header count limit (431 beyond)' },
   'header-timeout': { kind: 'duration', default: '10s', help: 'time a client has to send its request headers' },
@@ -170,6 +189,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     routesFile: get('routes') as string | null,
     defaultName: get('default-name') as string,
     redirectHttp: get('redirect-http') as boolean,
+    acme: acmeConfig(get),
     globalDomains: get('global-domain') as string[],
     dnsServer: dnsServerOf(get('dns-server') as string | null),
     sessionGraceMs: get('session-grace') as number,
@@ -323,4 +343,25 @@ function dnsServerOf(text: string | null): string | null {
     throw new ConfigError(`--dns-server: expected IP or IP:PORT (e.g. 127.0.0.1:8053), got ${JSON.stringify(text)}`);
   }
   return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+function acmeConfig(get: (flag: ServeFlag) => unknown): AcmeConfig | null {
+  const directoryUrl = get('acme-directory') as string | null;
+  if (directoryUrl === null) return null;
+  let url: URL;
+  try {
+    url = new URL(directoryUrl);
+  } catch {
+    throw new ConfigError(`--acme-directory: not a URL: ${JSON.stringify(directoryUrl)}`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ConfigError(`--acme-directory: expected an https:// URL, got ${JSON.stringify(directoryUrl)}`);
+  const percent = get('acme-renew-percent') as number;
+  if (percent > 100) throw new ConfigError('--acme-renew-percent: must be at most 100');
+  return Object.freeze({
+    directoryUrl,
+    email: get('acme-email') as string | null,
+    caFile: get('acme-ca') as string | null,
+    renewFraction: percent / 100,
+    retryMinMs: get('acme-retry') as number,
+  });
 }

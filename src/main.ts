@@ -4,10 +4,13 @@ import type { Logger } from './log.js';
 import { ControlPlane, RoutingStateBuilder } from './control/index.js';
 import { AdminServer, DataPlane, Gateway, GatewayMetrics, buildStatus, countEjected } from './gateway/index.js';
 import { ensureDefaultCertificate, loadOperatorCertificates } from './sni/index.js';
+import { startCertManager } from './sni/index.js';
+import type { CertManager, PublishedName } from './sni/index.js';
 import { HealthChecker } from './upstreams/index.js';
 import type { StoredCertificate } from './sni/index.js';
 import { parseRoutesFile } from './vhost/index.js';
 import type { CertificateSpec, RouteSpec } from './vhost/index.js';
+import type { RoutingState } from './vhost/index.js';
 
 /** A running gateway: the bound addresses, and the operator's levers. */
 export interface RunningServer {
@@ -35,7 +38,21 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
   const routing = new RoutingStateBuilder();
   if (config.routesFile) routing.setStatic(await readRoutes(config.routesFile));
-  routing.setGatewayCertificates(await loadGatewayCertificates(config, log));
+  let ownCertificates = await loadGatewayCertificates(config, log);
+  // ACME certificates stored earlier are served from the first snapshot on; new ones arrive through onChange.
+  const acme = config.acme
+    ? await startCertManager({ ...config.acme, certsDir: config.certsDir, stateDir: config.stateDir, log: log.child({ component: 'acme' }), onChange: () => refreshCertificates() })
+    : undefined;
+  routing.setGatewayCertificates(withAcme(ownCertificates, acme));
+  /** Installs a state in the data plane and tells ACME which names are published now (its abuse guard). */
+  const applyState = (state: RoutingState): void => {
+    dataPlane.apply(state);
+    acme?.setPublished(publishedNames(state));
+  };
+  const refreshCertificates = (): void => {
+    routing.setGatewayCertificates(withAcme(ownCertificates, acme));
+    applyState(routing.snapshot());
+  };
 
   const startedAt = Date.now();
   // One registry per process; with worker processes the primary will merge theirs (a later issue).
@@ -43,6 +60,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     sessions: () => control.sessions().length,
     routes: () => dataPlane.routes.current.size,
     membersEjected: () => countEjected(dataPlane, Date.now()),
+    ...(acme ? { acmeFailures: () => acme.failures() } : {}),
     certificates: () =>
       (dataPlane.certificates?.all() ?? []).flatMap((c) => c.bundle.names.map((name) => ({ name, source: c.source, notAfter: c.bundle.notAfter }))),
   });
@@ -52,7 +70,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     maxInFlightPerMember: config.limits.maxInFlightPerMember,
     onMembersDropped: (dropped) => gateway?.closeMembers(dropped),
   });
-  dataPlane.apply(routing.snapshot());
+  applyState(routing.snapshot());
   const healthLog = log.child({ component: 'health' });
   // Reads the registry each round, so members added or dropped by a publish are checked or forgotten.
   const health = config.healthCheck
@@ -73,6 +91,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     metrics,
     certificates: () => dataPlane.certificates,
     redirectHttp: config.redirectHttp,
+    acmeChallenge: acme ? (token) => acme.challenges.get(token) : undefined,
   });
 
   const control = new ControlPlane({
@@ -84,7 +103,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     maxFrameBytes: config.limits.controlMaxFrameBytes,
     messagesPerSecond: config.limits.controlMessagesPerSecond,
     routing,
-    applyRouting: async (state) => dataPlane.apply(state),
+    applyRouting: async (state) => applyState(state),
     log: log.child({ component: 'control' }),
     onCommand: (command, result) => metrics.controlMessage(command, result),
   });
@@ -127,7 +146,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       admin: adminAddress,
       publicKey: control.publicKey,
       async reload() {
-        routing.setGatewayCertificates(await loadGatewayCertificates(config, log));
+        ownCertificates = await loadGatewayCertificates(config, log);
+        routing.setGatewayCertificates(withAcme(ownCertificates, acme));
         if (config.routesFile) {
           try {
             routing.setStatic(await readRoutes(config.routesFile));
@@ -135,12 +155,13 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
             log.error({ err, file: config.routesFile }, 'routes file refused, the previous routes stay');
           }
         }
-        dataPlane.apply(routing.snapshot());
+        applyState(routing.snapshot());
         log.info({ file: config.routesFile, version: dataPlane.version, routes: dataPlane.routes.current.size }, 'reloaded');
       },
       close() {
         closing ??= (async () => {
           ready = false;
+          acme?.close();
           health?.close();
           await gateway.close(config.drainTimeoutMs);
           await control.close();
@@ -152,6 +173,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     };
   } catch (err) {
     health?.close();
+    acme?.close();
     await Promise.allSettled([gateway.close(0), ...started.map((part) => part.close())]);
     throw err;
   }
@@ -174,6 +196,18 @@ async function loadGatewayCertificates(config: Config, log: Logger): Promise<Map
   }
   log.info({ operator: loaded.length, skipped: skipped.length, defaultName: config.defaultName }, 'certificates loaded');
   return certificates;
+}
+
+/** The gateway's own certificates plus the ACME ones in force, keyed `acme:<fqdn>`. */
+function withAcme(own: ReadonlyMap<string, CertificateSpec>, acme: CertManager | undefined): Map<string, CertificateSpec> {
+  const all = new Map(own);
+  for (const certificate of acme?.certificates() ?? []) all.set(`acme:${certificate.origin}`, toSpec(certificate));
+  return all;
+}
+
+/** Every published fqdn, and whether a session gave it a certificate of its own. */
+function publishedNames(state: RoutingState): PublishedName[] {
+  return Object.values(state.routes).map((route) => ({ fqdn: route.fqdn, hasSessionCertificate: state.certificates?.[`session:${route.fqdn}`] !== undefined }));
 }
 
 function toSpec(certificate: StoredCertificate): CertificateSpec {

@@ -37,6 +37,8 @@ export interface GatewayOptions {
   certificates?: () => CertStore | undefined;
   /** Redirect plain HTTP to HTTPS for names with a certificate of their own (default true). */
   redirectHttp?: boolean;
+  /** ACME HTTP-01: the key authorization for a token while an order waits on it (plain data, so every worker can hold a copy). */
+  acmeChallenge?: (token: string) => string | undefined;
 }
 
 
@@ -78,7 +80,7 @@ export class Gateway {
       certificates && this.#options.redirectHttp !== false
         ? (target: RequestTarget) => httpsRedirect(certificates(), this.#httpsPort, target)
         : undefined;
-    const pipeline = this.#pipeline('http', { redirect });
+    const pipeline = this.#pipeline('http', { redirect, acmeChallenge: this.#options.acmeChallenge });
     return this.#listen(createServer(this.#serverOptions(), pipeline.handle), pipeline, address, 'http');
   }
 
@@ -199,7 +201,7 @@ export class Gateway {
     this.#log.info({ inFlight: this.#inFlight }, 'gateway closed');
   }
 
-  #pipeline(proto: 'http' | 'https', steps: Pick<PipelineOptions, 'redirect' | 'checkServername'>): Pipeline {
+  #pipeline(proto: 'http' | 'https', steps: Pick<PipelineOptions, 'redirect' | 'checkServername' | 'acmeChallenge'>): Pipeline {
     const pipeline = new Pipeline({
       ...steps,
       routes: this.#options.routes,

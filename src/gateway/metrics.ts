@@ -31,6 +31,8 @@ export interface MetricSources {
   /** Members currently ejected (passive health), across every route. */
   membersEjected(): number;
   certificates(): readonly { name: string; source: string; notAfter: Date }[];
+  /** ACME orders that failed since start; the counter exists only when ACME is on. */
+  acmeFailures?(): number;
 }
 
 /** What the request path records; {@link GatewayMetrics} implements it, tests may pass a fake. */
@@ -118,6 +120,18 @@ export class GatewayMetrics implements TrafficMetrics {
         }
       },
     });
+    const acmeFailures = sources.acmeFailures?.bind(sources);
+    if (acmeFailures) {
+      new Counter({
+        name: 'tfgate_acme_failures_total',
+        help: 'ACME orders that failed (directory unreachable, refused, invalid answers, challenge failed)',
+        registers,
+        collect() {
+          this.reset();
+          this.inc(acmeFailures());
+        },
+      });
+    }
   }
 
   /** One answered request. Hot path. */

@@ -15,6 +15,7 @@ import { asGatewayError, logFailure, sendError } from './respond.js';
 import type { Route } from './route.js';
 import { checkHead, clientAddress, hasBody, resolveTarget, upstreamHeaders } from './steps.js';
 import type { RequestTarget } from './steps.js';
+import { answerAcmeChallenge } from './tls-steps.js';
 
 /** Counts requests between their start and their response's close, so shutdown can wait for them. */
 export interface RequestTracker {
@@ -41,6 +42,8 @@ export interface PipelineOptions {
   readonly redirect?: (target: RequestTarget) => HttpsRedirect | undefined;
   /** HTTPS only: 421 when the Host is not covered by the certificate presented for the SNI. */
   readonly checkServername?: (socket: TLSSocket, hostname: string) => MisdirectedRequestError | undefined;
+  /** Plain HTTP only: the ACME HTTP-01 key authorization for a token, answered before routing. */
+  readonly acmeChallenge?: (token: string) => string | undefined;
 }
 
 /** A routed request: where it goes and what is sent there. */
@@ -78,6 +81,7 @@ export class Pipeline {
     this.#o.tracker.started();
     if (this.#closing) res.shouldKeepAlive = false;
     try {
+      if (this.#o.acmeChallenge !== undefined && answerAcmeChallenge(req, res, this.#o.acmeChallenge)) return;
       const routed = this.route(req, ex.client);
       if (routed instanceof GatewayError) {
         this.#fail(ex, routed);

@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseHostname } from '../hostname.js';
 import { certificateCovers } from '../sni/index.js';
 import type { CertStore } from '../sni/index.js';
@@ -29,4 +30,21 @@ export function checkServername(store: CertStore | undefined, servername: string
   if (!parsed.ok) return new MisdirectedRequestError(hostname, servername);
   if (parsed.hostname === hostname) return undefined;
   return certificateCovers(store.lookup(parsed.hostname), hostname) ? undefined : new MisdirectedRequestError(hostname, parsed.hostname);
+}
+
+/**
+ * Plain HTTP only: answers `GET /.well-known/acme-challenge/<token>` with the key authorization
+ * `lookup` holds for the token (RFC 8555 §8.3) and returns true; any other request, or a token no
+ * order waits on (an upstream may answer its own), returns false untouched. Hot path: one prefix test.
+ */
+export function answerAcmeChallenge(req: IncomingMessage, res: ServerResponse, lookup: (token: string) => string | undefined): boolean {
+  const url = req.url;
+  if (url === undefined || !url.startsWith(ACME_CHALLENGE_PREFIX) || (req.method !== 'GET' && req.method !== 'HEAD')) return false;
+  const end = url.search(/[?#]/);
+  const token = url.slice(ACME_CHALLENGE_PREFIX.length, end === -1 ? undefined : end);
+  const keyAuthorization = /^[A-Za-z0-9_-]+$/.test(token) ? lookup(token) : undefined;
+  if (keyAuthorization === undefined) return false;
+  res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(keyAuthorization), 'cache-control': 'no-store' });
+  res.end(req.method === 'HEAD' ? undefined : keyAuthorization);
+  return true;
 }

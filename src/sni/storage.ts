@@ -1,5 +1,8 @@
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { chmodSync } from 'node:fs';
+import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Database as SqliteDatabase } from 'better-sqlite3';
 import { checkCertificate, parseCertificateBundle } from './certificate.js';
 import type { CertificateBundle } from './certificate.js';
 import { CertificateError } from './errors.js';
@@ -85,4 +88,131 @@ function checkValidity(bundle: CertificateBundle, now: Date): void {
   const name = bundle.names[0];
   if (name !== undefined) checkCertificate(bundle, name, now);
   else if (now > bundle.notAfter) throw new CertificateError('expired', `expired: the certificate expired on ${bundle.notAfter.toISOString()}`);
+}
+
+/** One ACME certificate as the index knows it. */
+export interface AcmeRecord {
+  readonly fqdn: string;
+  /** The directory URL it was ordered from. */
+  readonly directory: string;
+  /** When this process (or an earlier one) stored it, ms since the epoch. */
+  readonly issuedAt: number;
+}
+
+/** An ACME certificate loaded back from disk, with its index entry. */
+export interface LoadedAcmeCertificate {
+  readonly certificate: StoredCertificate;
+  readonly record: AcmeRecord;
+}
+
+/** An fqdn as a directory name: normalised names are already safe, this refuses anything else. */
+const SAFE_FQDN = /^[a-z0-9-]+(\.[a-z0-9-]+)+$/;
+
+/**
+ * ACME persistence (the only place that knows its layout and SQL): the account key and each
+ * certificate with its key under `<certsDir>/acme/` (files 0600), and an index of them in
+ * `<stateDir>/acme.sqlite`. A separate file from the control plane's store, so either can move on its own.
+ */
+export class AcmeStorage {
+  readonly #dir: string;
+  readonly #db: SqliteDatabase;
+
+  private constructor(dir: string, db: SqliteDatabase) {
+    this.#dir = dir;
+    this.#db = db;
+  }
+
+  /** Opens (creating) the ACME folder and index. */
+  static async open(certsDir: string, stateDir: string): Promise<AcmeStorage> {
+    const dir = join(certsDir, 'acme');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await mkdir(stateDir, { recursive: true, mode: 0o700 });
+    const path = join(stateDir, 'acme.sqlite');
+    const db = new Database(path);
+    try {
+      chmodSync(path, 0o600);
+      db.pragma('busy_timeout = 5000');
+      db.exec(
+        'CREATE TABLE IF NOT EXISTS acme_certificates (fqdn TEXT PRIMARY KEY, directory TEXT NOT NULL, fingerprint TEXT NOT NULL, not_before INTEGER NOT NULL, not_after INTEGER NOT NULL, issued_at INTEGER NOT NULL)',
+      );
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+    return new AcmeStorage(dir, db);
+  }
+
+  /** The ACME account key, made by `create` and stored (0600) the first time. */
+  async accountKey(create: () => Promise<string>): Promise<string> {
+    const file = join(this.#dir, 'account.key');
+    try {
+      return await readFile(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    const key = await create();
+    await writeSecret(file, key);
+    return key;
+  }
+
+  /** Every indexed certificate whose files still parse and match; the others are dropped from the index, with the reason. */
+  async load(): Promise<{ loaded: LoadedAcmeCertificate[]; dropped: { fqdn: string; reason: string }[] }> {
+    const rows = this.#db.prepare('SELECT fqdn, directory, issued_at AS issuedAt FROM acme_certificates ORDER BY fqdn').all() as AcmeRecord[];
+    const loaded: LoadedAcmeCertificate[] = [];
+    const dropped: { fqdn: string; reason: string }[] = [];
+    for (const record of rows) {
+      try {
+        if (!SAFE_FQDN.test(record.fqdn)) throw new Error('not a plain fqdn');
+        const [cert, key] = await Promise.all([readFile(join(this.#dir, record.fqdn, 'cert.pem'), 'utf8'), readFile(join(this.#dir, record.fqdn, 'key.pem'), 'utf8')]);
+        const bundle = parseCertificateBundle(cert + key);
+        if (!bundle.names.includes(record.fqdn)) throw new Error(`the certificate does not cover ${record.fqdn}`);
+        loaded.push({ certificate: acmeCertificate(bundle, record.fqdn), record: Object.freeze({ ...record }) });
+      } catch (err) {
+        dropped.push({ fqdn: record.fqdn, reason: (err as Error).message });
+        this.#db.prepare('DELETE FROM acme_certificates WHERE fqdn = ?').run(record.fqdn);
+      }
+    }
+    return { loaded, dropped };
+  }
+
+  /** Stores a newly issued certificate (files first, then the index) and returns it ready to serve; throws when it does not parse or cover `fqdn`. */
+  async save(fqdn: string, certPem: string, keyPem: string, directory: string, now: number): Promise<LoadedAcmeCertificate> {
+    if (!SAFE_FQDN.test(fqdn)) throw new Error(`not a plain fqdn: ${fqdn}`);
+    const bundle = parseCertificateBundle(certPem + keyPem);
+    checkCertificate(bundle, fqdn, new Date(now));
+    const dir = join(this.#dir, fqdn);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeSecret(join(dir, 'key.pem'), bundle.keyPem);
+    await writeSecret(join(dir, 'cert.pem'), bundle.certPem);
+    this.#db
+      .prepare(
+        'INSERT INTO acme_certificates (fqdn, directory, fingerprint, not_before, not_after, issued_at) VALUES (?, ?, ?, ?, ?, ?) ' +
+          'ON CONFLICT (fqdn) DO UPDATE SET directory = excluded.directory, fingerprint = excluded.fingerprint, not_before = excluded.not_before, not_after = excluded.not_after, issued_at = excluded.issued_at',
+      )
+      .run(fqdn, directory, bundle.id, bundle.notBefore.getTime(), bundle.notAfter.getTime(), now);
+    return { certificate: acmeCertificate(bundle, fqdn), record: Object.freeze({ fqdn, directory, issuedAt: now }) };
+  }
+
+  /** Forgets a certificate: its index entry, then its files. */
+  async remove(fqdn: string): Promise<void> {
+    this.#db.prepare('DELETE FROM acme_certificates WHERE fqdn = ?').run(fqdn);
+    if (SAFE_FQDN.test(fqdn)) await rm(join(this.#dir, fqdn), { recursive: true, force: true });
+  }
+
+  /** Closes the index. Idempotent. */
+  close(): void {
+    if (this.#db.open) this.#db.close();
+  }
+}
+
+function acmeCertificate(bundle: CertificateBundle, fqdn: string): StoredCertificate {
+  return Object.freeze({ bundle, source: 'acme' as const, origin: fqdn, servedFor: Object.freeze([fqdn]) });
+}
+
+/** Writes a file 0600 through a temporary name, so a crash never leaves half a key in place. */
+async function writeSecret(file: string, text: string): Promise<void> {
+  const temporary = `${file}.tmp`;
+  await rm(temporary, { force: true });
+  await writeFile(temporary, text, { mode: 0o600 });
+  await rename(temporary, file);
 }

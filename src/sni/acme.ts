@@ -1,0 +1,155 @@
+import { Agent } from 'node:https';
+import * as acme from 'acme-client';
+import type { Logger } from '../log.js';
+
+/** Where HTTP-01 key authorizations are put while an order waits for validation (RFC 8555 §8.3). */
+export interface ChallengeSink {
+  /** May return a promise that settles once every listener (every worker) can answer the token. */
+  set(token: string, keyAuthorization: string): void | Promise<void>;
+  delete(token: string): void;
+}
+
+/** A certificate chain (leaf first) and its private key, as PEM, as the CA issued them. */
+export interface IssuedCertificate {
+  readonly certPem: string;
+  readonly keyPem: string;
+}
+
+/** Anything that can obtain a certificate for one name; {@link AcmeIssuer} with a real CA, tests may fake it. */
+export interface CertificateIssuer {
+  issue(fqdn: string, challenges: ChallengeSink): Promise<IssuedCertificate>;
+  close(): void;
+}
+
+/** What an {@link AcmeIssuer} talks to and as whom. */
+export interface AcmeIssuerOptions {
+  readonly directoryUrl: string;
+  readonly email: string | null;
+  /** PEM of the CA(s) that sign the ACME server's own HTTPS certificate, trusted for that server only. */
+  readonly caPem: string | null;
+  /** The ACME account key (PEM), created once with {@link createAcmeKey} and kept. */
+  readonly accountKeyPem: string;
+  readonly log: Logger;
+  /** Bound on each HTTP request to the ACME server (acme-client has none). */
+  readonly requestTimeoutMs?: number;
+}
+
+/** An ECDSA P-256 private key (PKCS#8 PEM) for an ACME account or a certificate. */
+export async function createAcmeKey(): Promise<string> {
+  return (await acme.crypto.createPrivateEcdsaKey('P-256')).toString();
+}
+
+/** The error an ACME server gave (RFC 8555 §6.7 problem detail, or the transport's), readable in one line. */
+export class AcmeError extends Error {
+  readonly code = 'GW_ACME';
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'AcmeError';
+  }
+}
+
+/**
+ * Orders certificates with HTTP-01 from one ACME directory (the only acme-client import). The
+ * account is registered (or found again, since the key identifies it) on the first order.
+ * Requests to this directory's origin use an agent that trusts `caPem`; nothing else in the
+ * process is affected.
+ */
+export class AcmeIssuer implements CertificateIssuer {
+  readonly #client: acme.Client;
+  readonly #email: string | null;
+  readonly #log: Logger;
+  readonly #interceptor: number;
+  #account: Promise<void> | undefined;
+
+  constructor(options: AcmeIssuerOptions) {
+    this.#email = options.email;
+    this.#log = options.log;
+    // The client polls (authorizations, order) from 0.5 s, doubling to 8 s, at most 12 times (about a minute).
+    this.#client = new acme.Client({ directoryUrl: options.directoryUrl, accountKey: options.accountKeyPem, backoffAttempts: 12, backoffMin: 500, backoffMax: 8_000 });
+    const origin = new URL(options.directoryUrl).origin;
+    const agent = options.caPem !== null ? new Agent({ ca: options.caPem, keepAlive: false }) : undefined;
+    const timeout = options.requestTimeoutMs ?? 30_000;
+    // acme-client shares one axios instance; this interceptor only touches requests to our directory.
+    this.#interceptor = acme.axios.interceptors.request.use((config) => {
+      if (config.url !== undefined && sameOrigin(config.url, origin)) {
+        if (agent !== undefined) config.httpsAgent = agent;
+        config.timeout = timeout;
+      }
+      return config;
+    });
+    // Its own retries of refused connections wait 5, 10, 15… s; ours (cert-manager.ts back-off) take over sooner.
+    const settings = (acme.axios.defaults as { acmeSettings?: { retryMaxAttempts: number; retryDefaultDelay: number } }).acmeSettings;
+    if (settings) {
+      settings.retryMaxAttempts = 1;
+      settings.retryDefaultDelay = 1;
+    }
+  }
+
+  /** Orders a certificate for `fqdn` (a new ECDSA P-256 key), answering HTTP-01 through `challenges`; throws {@link AcmeError}. */
+  async issue(fqdn: string, challenges: ChallengeSink): Promise<IssuedCertificate> {
+    try {
+      await this.#ensureAccount();
+      const order = await this.#client.createOrder({ identifiers: [{ type: 'dns', value: fqdn }] });
+      const authorizations = await this.#client.getAuthorizations(order);
+      for (const authorization of authorizations) await this.#authorize(authorization, challenges);
+      const keyPem = await createAcmeKey();
+      const [, csr] = await acme.crypto.createCsr({ commonName: fqdn, altNames: [fqdn] }, keyPem);
+      const finalized = await this.#client.finalizeOrder(order, csr);
+      const certPem = await this.#client.getCertificate(finalized);
+      return { certPem, keyPem };
+    } catch (err) {
+      throw err instanceof AcmeError ? err : new AcmeError(describe(err), { cause: err });
+    }
+  }
+
+  /** Stops touching acme-client's shared HTTP client. Idempotent. */
+  close(): void {
+    acme.axios.interceptors.request.eject(this.#interceptor);
+  }
+
+  #ensureAccount(): Promise<void> {
+    this.#account ??= (async () => {
+      await this.#client.createAccount({ termsOfServiceAgreed: true, ...(this.#email !== null ? { contact: [`mailto:${this.#email}`] } : {}) });
+      this.#log.info({ account: this.#client.getAccountUrl() }, 'ACME account ready');
+    })().catch((err: unknown) => {
+      this.#account = undefined; // try again on the next order
+      throw err;
+    });
+    return this.#account;
+  }
+
+  async #authorize(authorization: acme.Authorization, challenges: ChallengeSink): Promise<void> {
+    if (authorization.status === 'valid') return;
+    const challenge = authorization.challenges.find((c) => c.type === 'http-01');
+    if (!challenge) throw new AcmeError(`the ACME server offers no http-01 challenge for ${authorization.identifier.value}`);
+    const keyAuthorization = await this.#client.getChallengeKeyAuthorization(challenge);
+    try {
+      await challenges.set(challenge.token, keyAuthorization);
+      await this.#client.completeChallenge(challenge);
+      await this.#client.waitForValidStatus(challenge);
+    } finally {
+      challenges.delete(challenge.token);
+    }
+  }
+}
+
+function sameOrigin(url: string, origin: string): boolean {
+  try {
+    return new URL(url).origin === origin;
+  } catch {
+    return false;
+  }
+}
+
+/** The ACME problem detail when the server sent one, else the transport error's message. */
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const response = (err as { response?: { status?: number; data?: unknown } }).response;
+  const data = response?.data as { type?: unknown; detail?: unknown } | undefined;
+  if (data && typeof data === 'object' && typeof data.detail === 'string') {
+    return `${data.detail}${typeof data.type === 'string' ? ` (${data.type})` : ''}`;
+  }
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
+}
