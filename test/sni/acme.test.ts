@@ -109,7 +109,7 @@ describe('ACME with Pebble', () => {
     await first.server.reload();
     const issued = await waitFor('a Pebble certificate for app.test', async () => {
       const certificate = await servedCertificate(first.server.https, 'app.test');
-      return /Pebble/.test(certificate.issuer.CN ?? '') ? certificate : undefined;
+      return /Pebble/.test(String(certificate.issuer.CN)) ? certificate : undefined;
     });
     const timeToIssueMs = Date.now() - publishedAt;
     console.log(`ACME: time from publish to a served Pebble certificate: ${timeToIssueMs} ms`);
