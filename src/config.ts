@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import type { LevelWithSilent } from 'pino';
@@ -98,7 +99,7 @@ export const SERVE_FLAGS = {
   control: { kind: 'listen', default: '2020', help: 'control queue (ZeroMQ ROUTER): PORT or HOST:PORT' },
   'state-dir': { kind: 'path', default: './state', help: 'directory for keys and the SQLite store (created 0700)' },
   'certs-dir': { kind: 'path', default: './certs', help: 'directory for certificates (created 0700)' },
-  workers: { kind: 'int', default: '1', min: 1, help: 'data plane processes (1 = everything in one process)' },
+  workers: { kind: 'int', default: String(availableParallelism()), min: 1, help: 'data plane processes (default: one per CPU; 1 = everything in one process)' },
   'default-name': { kind: 'hostname', default: 'localhost', help: "the gateway's own name, on its self-signed default certificate" },
   'redirect-http': { kind: 'bool', default: true, help: 'redirect plain HTTP (308) to HTTPS for names with a certificate of their own' },
   routes: { kind: 'path', default: null, help: 'JSON file of static clusters, reloaded on SIGHUP' },
@@ -332,19 +333,6 @@ export function parseDurationMs(text: string): number | undefined {
   return Math.round(Number(match[1]) * unit);
 }
 
-/** `--dns-server`: `IP`, `IP:PORT`, `[IPv6]:PORT` → `ip:port` (port 53 by default); a name is refused (it would need a resolver itself). */
-function dnsServerOf(text: string | null): string | null {
-  if (text === null) return null;
-  const bracketed = /^\[([0-9a-fA-F:.]+)\](?::([0-9]{1,5}))?$/.exec(text);
-  const plain = bracketed ? null : /^([^:]+)(?::([0-9]{1,5}))?$/.exec(text);
-  const host = bracketed?.[1] ?? plain?.[1] ?? (isIP(text) === 6 ? text : undefined);
-  const port = Number(bracketed?.[2] ?? plain?.[2] ?? 53);
-  if (host === undefined || isIP(host) === 0 || port < 1 || port > 65535) {
-    throw new ConfigError(`--dns-server: expected IP or IP:PORT (e.g. 127.0.0.1:8053), got ${JSON.stringify(text)}`);
-  }
-  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
 function acmeConfig(get: (flag: ServeFlag) => unknown): AcmeConfig | null {
   const directoryUrl = get('acme-directory') as string | null;
   if (directoryUrl === null) return null;
@@ -364,4 +352,17 @@ function acmeConfig(get: (flag: ServeFlag) => unknown): AcmeConfig | null {
     renewFraction: percent / 100,
     retryMinMs: get('acme-retry') as number,
   });
+}
+
+/** `--dns-server`: `IP`, `IP:PORT`, `[IPv6]:PORT` → `ip:port` (port 53 by default); a name is refused (it would need a resolver itself). */
+function dnsServerOf(text: string | null): string | null {
+  if (text === null) return null;
+  const bracketed = /^\[([0-9a-fA-F:.]+)\](?::([0-9]{1,5}))?$/.exec(text);
+  const plain = bracketed ? null : /^([^:]+)(?::([0-9]{1,5}))?$/.exec(text);
+  const host = bracketed?.[1] ?? plain?.[1] ?? (isIP(text) === 6 ? text : undefined);
+  const port = Number(bracketed?.[2] ?? plain?.[2] ?? 53);
+  if (host === undefined || isIP(host) === 0 || port < 1 || port > 65535) {
+    throw new ConfigError(`--dns-server: expected IP or IP:PORT (e.g. 127.0.0.1:8053), got ${JSON.stringify(text)}`);
+  }
+  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
 }

@@ -2,11 +2,11 @@ import { mkdir, readFile } from 'node:fs/promises';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { ControlPlane, RoutingStateBuilder } from './control/index.js';
-import { AdminServer, DataPlane, Gateway, GatewayMetrics, buildStatus, countEjected } from './gateway/index.js';
+import { AdminServer, DataPlane, GatewayMetrics, LocalPlane, TicketKeyRotation, WorkerPool, aggregateMetrics, buildStatus } from './gateway/index.js';
+import type { PlaneHost } from './gateway/index.js';
 import { ensureDefaultCertificate, loadOperatorCertificates } from './sni/index.js';
 import { startCertManager } from './sni/index.js';
 import type { CertManager, PublishedName } from './sni/index.js';
-import { HealthChecker } from './upstreams/index.js';
 import type { StoredCertificate } from './sni/index.js';
 import { parseRoutesFile } from './vhost/index.js';
 import type { CertificateSpec, RouteSpec } from './vhost/index.js';
@@ -39,60 +39,45 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const routing = new RoutingStateBuilder();
   if (config.routesFile) routing.setStatic(await readRoutes(config.routesFile));
   let ownCertificates = await loadGatewayCertificates(config, log);
+  // The primary's compiled view of the state: what /status and the gauges list. Traffic counters
+  // come from the data plane processes (this one with --workers 1, the workers otherwise).
+  const view = new DataPlane({ balancer: config.balancer });
+  const ticketKeys = new TicketKeyRotation();
+  const plane: PlaneHost =
+    config.workers > 1
+      ? new WorkerPool({ count: config.workers, config, log: log.child({ component: 'workers' }), state: () => routing.snapshot(), ticketKeys: ticketKeys.current })
+      : new LocalPlane(config, log, ticketKeys.current);
+  ticketKeys.onRotate((keys) => plane.setTicketKeys(keys));
+  // Replaced below once the data plane can take certificates; ACME may call it from then on.
+  let refreshCertificates = (): void => {};
   // ACME certificates stored earlier are served from the first snapshot on; new ones arrive through onChange.
   const acme = config.acme
     ? await startCertManager({ ...config.acme, certsDir: config.certsDir, stateDir: config.stateDir, log: log.child({ component: 'acme' }), onChange: () => refreshCertificates() })
     : undefined;
   routing.setGatewayCertificates(withAcme(ownCertificates, acme));
-  /** Installs a state in the data plane and tells ACME which names are published now (its abuse guard). */
-  const applyState = (state: RoutingState): void => {
-    dataPlane.apply(state);
+  acme?.challenges.subscribe((tokens) => plane.setChallenges(tokens));
+  /** Installs a state in every data plane and tells ACME which names are published now (its abuse guard). */
+  const applyState = async (state: RoutingState): Promise<void> => {
+    view.apply(state);
     acme?.setPublished(publishedNames(state));
+    await plane.apply(state);
   };
-  const refreshCertificates = (): void => {
+  refreshCertificates = (): void => {
     routing.setGatewayCertificates(withAcme(ownCertificates, acme));
-    applyState(routing.snapshot());
+    applyState(routing.snapshot()).catch((err: unknown) => log.error({ err }, 'certificates could not be installed'));
   };
 
   const startedAt = Date.now();
-  // One registry per process; with worker processes the primary will merge theirs (a later issue).
+  // The primary's own gauges; /metrics adds the data plane processes' registries to them.
   const metrics = new GatewayMetrics({
     sessions: () => control.sessions().length,
-    routes: () => dataPlane.routes.current.size,
-    membersEjected: () => countEjected(dataPlane, Date.now()),
+    routes: () => view.routes.current.size,
+    membersEjected: () => 0,
     ...(acme ? { acmeFailures: () => acme.failures() } : {}),
     certificates: () =>
-      (dataPlane.certificates?.all() ?? []).flatMap((c) => c.bundle.names.map((name) => ({ name, source: c.source, notAfter: c.bundle.notAfter }))),
+      (view.certificates?.all() ?? []).flatMap((c) => c.bundle.names.map((name) => ({ name, source: c.source, notAfter: c.bundle.notAfter }))),
   });
-  let gateway: Gateway | undefined;
-  const dataPlane = new DataPlane({
-    balancer: config.balancer,
-    maxInFlightPerMember: config.limits.maxInFlightPerMember,
-    onMembersDropped: (dropped) => gateway?.closeMembers(dropped),
-  });
-  applyState(routing.snapshot());
-  const healthLog = log.child({ component: 'health' });
-  // Reads the registry each round, so members added or dropped by a publish are checked or forgotten.
-  const health = config.healthCheck
-    ? new HealthChecker({
-        ...config.healthCheck,
-        members: () => dataPlane.registry.all(),
-        onChange: (member, healthy, reason) =>
-          healthy
-            ? healthLog.info({ member: member.address, reason }, 'member passed its health check, back in')
-            : healthLog.warn({ member: member.address, reason }, 'member failed its health checks, taken out'),
-      })
-    : undefined;
-  gateway = new Gateway({
-    limits: config.limits,
-    routes: dataPlane.routes,
-    log: log.child({ component: 'gateway' }),
-    accessLog: config.accessLog,
-    metrics,
-    certificates: () => dataPlane.certificates,
-    redirectHttp: config.redirectHttp,
-    acmeChallenge: acme ? (token) => acme.challenges.get(token) : undefined,
-  });
+  await applyState(routing.snapshot());
 
   const control = new ControlPlane({
     listen: config.control,
@@ -103,7 +88,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     maxFrameBytes: config.limits.controlMaxFrameBytes,
     messagesPerSecond: config.limits.controlMessagesPerSecond,
     routing,
-    applyRouting: async (state) => applyState(state),
+    applyRouting: applyState,
     log: log.child({ component: 'control' }),
     onCommand: (command, result) => metrics.controlMessage(command, result),
   });
@@ -112,16 +97,11 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const admin = new AdminServer(
     {
       ready: () => ready,
-      status: () =>
-        buildStatus({
-          dataPlane,
-          sessions: () => control.sessions(),
-          inFlight: () => gateway?.inFlight ?? 0,
-          routeTotals: () => metrics.routeTotals(),
-          startedAt,
-          now: Date.now,
-        }),
-      metrics: async () => ({ contentType: metrics.contentType, text: await metrics.text() }),
+      status: async () => buildStatus({ dataPlane: view, report: await plane.report(), sessions: () => control.sessions(), startedAt, now: Date.now }),
+      metrics: async () => {
+        const merged = aggregateMetrics([await metrics.registry.getMetricsAsJSON(), ...(await plane.metrics())]);
+        return { contentType: merged.contentType, text: await merged.metrics() };
+      },
     },
     log.child({ component: 'admin' }),
   );
@@ -132,11 +112,12 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     started.push(control);
     const adminAddress = await admin.listen(config.admin);
     started.push(admin);
-    const httpsPort = await gateway.listenHttps(config.https);
-    const httpPort = await gateway.listenHttp(config.http);
-    health?.start();
+    const ports = await plane.start(config.http, config.https);
+    started.push({ close: () => plane.close(0) });
+    const httpPort = ports.http;
+    const httpsPort = ports.https;
     ready = true;
-    log.info({ http: httpPort, https: httpsPort, control: control.port, admin: adminAddress, publicKey: control.publicKey }, 'listening');
+    log.info({ http: httpPort, https: httpsPort, control: control.port, admin: adminAddress, publicKey: control.publicKey, workers: config.workers }, 'listening');
 
     let closing: Promise<void> | undefined;
     return {
@@ -155,15 +136,15 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
             log.error({ err, file: config.routesFile }, 'routes file refused, the previous routes stay');
           }
         }
-        applyState(routing.snapshot());
-        log.info({ file: config.routesFile, version: dataPlane.version, routes: dataPlane.routes.current.size }, 'reloaded');
+        await applyState(routing.snapshot());
+        log.info({ file: config.routesFile, version: view.version, routes: view.routes.current.size }, 'reloaded');
       },
       close() {
         closing ??= (async () => {
           ready = false;
           acme?.close();
-          health?.close();
-          await gateway.close(config.drainTimeoutMs);
+          ticketKeys.close();
+          await plane.close(config.drainTimeoutMs);
           await control.close();
           await admin.close();
           log.info('stopped');
@@ -172,9 +153,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       },
     };
   } catch (err) {
-    health?.close();
     acme?.close();
-    await Promise.allSettled([gateway.close(0), ...started.map((part) => part.close())]);
+    ticketKeys.close();
+    await Promise.allSettled([plane.close(0), ...started.map((part) => part.close())]);
     throw err;
   }
 }

@@ -10,8 +10,8 @@ import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard.js';
 export interface AdminSources {
   /** True once every listener is bound and the state is loaded. */
   ready(): boolean;
-  /** Plain JSON-able status: sessions, routes, clusters, members. */
-  status(): unknown;
+  /** Plain JSON-able status: sessions, routes, clusters, members (gathered from worker processes, hence async). */
+  status(): Promise<unknown>;
   /** The Prometheus text exposition and its content type. */
   metrics(): Promise<{ contentType: string; text: string }>;
 }
@@ -76,7 +76,7 @@ export class AdminServer {
       case '/readyz':
         return this.#sources.ready() ? send(res, 200, 'text/plain', 'ready\n') : send(res, 503, 'text/plain', 'starting\n');
       case '/status':
-        return send(res, 200, 'application/json', `${JSON.stringify(this.#sources.status(), null, 2)}\n`);
+        return send(res, 200, 'application/json', `${JSON.stringify(await this.#sources.status(), null, 2)}\n`);
       default:
         return send(res, 404, 'text/plain', `no such admin page: ${path}\n`);
     }

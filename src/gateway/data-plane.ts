@@ -19,7 +19,7 @@ export class DataPlane {
   readonly #balancer: BalancerName;
   readonly #onMembersDropped: (dropped: Upstream[]) => void;
   #clusters = new Map<string, { spec: RouteSpec; route: Route }>();
-  readonly #contexts = new SecureContextCache();
+  readonly #contexts: SecureContextCache;
   #certificateSpecs: RoutingState['certificates'];
   #parsed = new Map<CertificateSpec, StoredCertificate>();
   #certStore: CertStore | undefined;
@@ -30,7 +30,10 @@ export class DataPlane {
     /** Each member's in-flight cap (circuit breaker); unlimited by default. */
     maxInFlightPerMember?: number;
     onMembersDropped?: (dropped: Upstream[]) => void;
+    /** TLS session ticket keys shared with the other worker processes. */
+    ticketKeys?: Buffer;
   }) {
+    this.#contexts = new SecureContextCache(undefined, options.ticketKeys);
     this.registry = new UpstreamRegistry(options.ejection, options.maxInFlightPerMember);
     this.#balancer = options.balancer;
     this.#onMembersDropped = options.onMembersDropped ?? (() => {});
@@ -39,6 +42,11 @@ export class DataPlane {
   /** The version of the routing state in force. */
   get version(): number {
     return this.routes.current.version;
+  }
+
+  /** Rotates the TLS session ticket keys (every worker gets the same from the primary). */
+  setTicketKeys(keys: Buffer): void {
+    this.#contexts.setTicketKeys(keys);
   }
 
   /** The certificate store in force; undefined until the state carries a default certificate. */

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Server, Socket } from 'node:net';
 
 /** Route label used once `maxRouteLabels` distinct routes have been seen. */
@@ -101,6 +101,8 @@ export class GatewayMetrics implements TrafficMetrics {
     new Gauge({
       name: 'tfgate_members_ejected',
       help: 'Members currently taken out of balancing after a failure',
+      // Each worker judges members on its own; across workers the largest count is the honest one.
+      aggregator: 'max',
       registers,
       collect() {
         this.set(sources.membersEjected());
@@ -193,6 +195,14 @@ export class GatewayMetrics implements TrafficMetrics {
     if (!this.#totals.has(label)) this.#totals.set(label, { requests: 0, errors: 0 });
     return label;
   }
+}
+
+/**
+ * One registry from several processes' `getMetricsAsJSON()`: counters, histograms and most gauges add
+ * up; gauges declared with `aggregator: 'max'` take the largest value.
+ */
+export function aggregateMetrics(registries: readonly unknown[][]): Registry {
+  return AggregatorRegistry.aggregate(registries as Parameters<typeof AggregatorRegistry.aggregate>[0]);
 }
 
 function statusClass(status: number): string {

@@ -1,6 +1,5 @@
-import type { Upstream } from '../upstreams/index.js';
 import type { DataPlane } from './data-plane.js';
-import type { RouteTotals } from './metrics.js';
+import type { MemberCounters, PlaneReport } from './plane-report.js';
 
 /** A control session as the status page shows it (the shape of control's SessionInfo, without importing control). */
 export interface StatusSessionInput {
@@ -40,20 +39,20 @@ export interface GatewayStatus {
 
 /** What {@link buildStatus} reads; main.ts supplies it (sessions come from the control plane). */
 export interface StatusInputs {
+  /** The routing state compiled: routes, clusters, members and certificates to list. */
   readonly dataPlane: DataPlane;
+  /** Traffic counters of the data plane processes, merged. */
+  readonly report: PlaneReport;
   readonly sessions: () => readonly StatusSessionInput[];
-  /** Requests in flight in this process's listeners. */
-  readonly inFlight: () => number;
-  /** Per-route totals from the metrics (route label → requests, 5xx). */
-  readonly routeTotals: () => Readonly<Record<string, RouteTotals>>;
   readonly startedAt: number;
   readonly now: () => number;
 }
 
-/** Builds the plain JSON status of one process from its data plane, sessions and counters. */
+/** Builds the plain JSON status from the compiled state, the data planes' counters and the sessions. */
 export function buildStatus(inputs: StatusInputs): GatewayStatus {
   const now = inputs.now();
-  const totals = inputs.routeTotals();
+  const report = inputs.report;
+  const totals = report.routeTotals;
   let requests = 0;
   let errors = 0;
   for (const t of Object.values(totals)) {
@@ -67,7 +66,7 @@ export function buildStatus(inputs: StatusInputs): GatewayStatus {
       rewrite: route.rewrite,
       requests: totals[fqdn]?.requests ?? 0,
       errors: totals[fqdn]?.errors ?? 0,
-      members: route.cluster.members.map((member) => memberStatus(member, now)),
+      members: route.cluster.members.map((member) => memberStatus(member.address, report.members[member.address], now)),
     }))
     .sort((a, b) => a.fqdn.localeCompare(b.fqdn));
   const certificates = (inputs.dataPlane.certificates?.all() ?? []).map((certificate) => ({
@@ -81,7 +80,7 @@ export function buildStatus(inputs: StatusInputs): GatewayStatus {
     time: new Date(now).toISOString(),
     version: inputs.dataPlane.version,
     uptimeSeconds: Math.floor((now - inputs.startedAt) / 1000),
-    inFlight: inputs.inFlight(),
+    inFlight: report.inFlight,
     requests,
     errors,
     sessions: inputs.sessions().map((session) => ({
@@ -97,18 +96,14 @@ export function buildStatus(inputs: StatusInputs): GatewayStatus {
   };
 }
 
-/** Members currently ejected across the data plane (the `tfgate_members_ejected` gauge). */
-export function countEjected(dataPlane: DataPlane, now: number): number {
-  let ejected = 0;
-  for (const member of dataPlane.registry.all()) if (!member.isAvailable(now)) ejected++;
-  return ejected;
-}
+const NO_TRAFFIC: MemberCounters = { inFlight: 0, requests: 0, ejectedUntil: 0, consecutiveFailures: 0, healthy: true };
 
-function memberStatus(member: Upstream, now: number): MemberStatus {
-  const available = member.isAvailable(now);
+function memberStatus(address: string, counters: MemberCounters = NO_TRAFFIC, now: number): MemberStatus {
+  const member = counters;
+  const available = member.ejectedUntil <= now;
   const state = !member.healthy ? 'unhealthy' : !available ? 'ejected' : member.consecutiveFailures > 0 ? 'failing' : 'healthy';
   return {
-    address: member.address,
+    address,
     state,
     healthy: state === 'healthy',
     ejectedUntil: member.ejectedUntil > now ? new Date(member.ejectedUntil).toISOString() : null,

@@ -31,16 +31,34 @@ export interface SelectedCertificate {
  */
 export class SecureContextCache {
   readonly #cache: LRUCache<string, SecureContext>;
+  #ticketKeys: Buffer | undefined;
 
-  constructor(max = 2_000) {
+  /**
+   * `ticketKeys` (48 bytes) encrypt TLS session tickets; processes given the same keys resume each
+   * other's sessions. Without them each context makes its own.
+   */
+  constructor(max = 2_000, ticketKeys?: Buffer) {
     this.#cache = new LRUCache({ max });
+    this.#ticketKeys = ticketKeys;
+  }
+
+  /** Rotates the session ticket keys: contexts are rebuilt with them as they are next used. */
+  setTicketKeys(keys: Buffer): void {
+    if (this.#ticketKeys?.equals(keys)) return;
+    this.#ticketKeys = keys;
+    this.#cache.clear();
   }
 
   /** The context for a bundle, built on first use. */
   get(bundle: CertificateBundle): SecureContext {
     let context = this.#cache.get(bundle.id);
     if (!context) {
-      context = createSecureContext({ cert: bundle.certPem, key: bundle.keyPem, minVersion: 'TLSv1.2' });
+      context = createSecureContext({
+        cert: bundle.certPem,
+        key: bundle.keyPem,
+        minVersion: 'TLSv1.2',
+        ...(this.#ticketKeys ? { ticketKeys: this.#ticketKeys } : {}),
+      });
       this.#cache.set(bundle.id, context);
     }
     return context;

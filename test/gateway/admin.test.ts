@@ -4,6 +4,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { Cluster } from '../../src/control/index.js';
 import { DataPlane, buildStatus } from '../../src/gateway/index.js';
+import type { PlaneReport } from '../../src/gateway/index.js';
 import { makeCertificate } from '../helpers/certs.js';
 import { httpGet, httpRequest } from '../helpers/http.js';
 import { startTestServer } from '../helpers/server.js';
@@ -185,6 +186,8 @@ describe('admin listener', () => {
   });
 });
 
+const NO_REPORT: PlaneReport = { version: 0, inFlight: 0, members: {}, routeTotals: {} };
+
 describe('buildStatus', () => {
   it('lists certificates with their source and expiry', () => {
     const notAfter = new Date(Date.now() + 10 * 86_400_000);
@@ -196,7 +199,7 @@ describe('buildStatus', () => {
       certificates: { default: { source: 'default', certPem: cert.certPem, keyPem: cert.keyPem, origin: 'default', servedFor: [] } },
     });
     const now = Date.now();
-    const status = buildStatus({ dataPlane, sessions: () => [], inFlight: () => 0, routeTotals: () => ({}), startedAt: now - 5_000, now: () => now });
+    const status = buildStatus({ dataPlane, report: NO_REPORT, sessions: () => [], startedAt: now - 5_000, now: () => now });
     expect(status.uptimeSeconds).toBe(5);
     expect(status.certificates).toEqual([
       { names: ['www.example.com', 'example.com'], source: 'default', origin: 'default', notAfter: new Date(Math.floor(notAfter.getTime() / 1000) * 1000).toISOString(), expiresInDays: 9 },
@@ -205,7 +208,7 @@ describe('buildStatus', () => {
 
   it('has no certificates before the state carries any', () => {
     const dataPlane = new DataPlane({ balancer: 'round-robin' });
-    const status = buildStatus({ dataPlane, sessions: () => [], inFlight: () => 0, routeTotals: () => ({}), startedAt: 0, now: Date.now });
+    const status = buildStatus({ dataPlane, report: NO_REPORT, sessions: () => [], startedAt: 0, now: Date.now });
     expect(status.certificates).toEqual([]);
     expect(status.routes).toEqual([]);
   });

@@ -35,7 +35,7 @@ export async function startTestServer(args: string[] = []): Promise<TestServer> 
     },
   });
   const config = loadConfig(
-    ['--http', '127.0.0.1:0', '--https', '127.0.0.1:0', '--control', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--state-dir', stateDir, '--certs-dir', join(stateDir, 'certs'), '--global-domain', 'test', ...args],
+    ['--workers', '1', '--http', '127.0.0.1:0', '--https', '127.0.0.1:0', '--control', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--state-dir', stateDir, '--certs-dir', join(stateDir, 'certs'), '--global-domain', 'test', ...args],
     {},
   );
   const server = await startServer(config, createLogger('info', sink));
