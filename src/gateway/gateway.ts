@@ -59,6 +59,8 @@ export class Gateway {
   readonly #servers: Server[] = [];
   readonly #pipelines: Pipeline[] = [];
   #httpsPort: number | undefined;
+  /** Raw HTTPS connections still in their TLS handshake. */
+  readonly #handshaking = new Set<Socket>();
   #inFlight = 0;
   #onIdle: (() => void) | undefined;
   #closing: Promise<void> | undefined;
@@ -100,7 +102,10 @@ export class Gateway {
     const [httpConnection] = server.listeners('connection') as ((socket: Duplex) => void)[];
     if (!httpConnection) throw new Error('node:http no longer listens for connections itself');
     server.removeAllListeners('connection');
-    server.on('connection', (socket: Socket) =>
+    server.on('connection', (socket: Socket) => {
+      // Not yet HTTP's: node:http cannot close these on shutdown, so the gateway does.
+      this.#handshaking.add(socket);
+      socket.once('close', () => this.#handshaking.delete(socket));
       acceptTls(socket, {
         timeoutMs: this.#options.limits.headersTimeoutMs,
         select: (servername) => {
@@ -110,6 +115,7 @@ export class Gateway {
           return store.select(parsed?.ok ? parsed.hostname : undefined).context;
         },
         onSecure: (tls) => {
+          this.#handshaking.delete(socket);
           this.#options.metrics?.handshake(true);
           httpConnection.call(server, tls);
         },
@@ -117,8 +123,8 @@ export class Gateway {
           this.#options.metrics?.handshake(false);
           this.#log.debug({ reason, client: raw.remoteAddress }, 'TLS handshake failed');
         },
-      }),
-    );
+      });
+    });
     this.#httpsPort = await this.#listen(server, pipeline, address, 'https');
     return this.#httpsPort;
   }
@@ -184,6 +190,7 @@ export class Gateway {
     for (const pipeline of this.#pipelines) pipeline.setClosing();
     const closed = this.#servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
     for (const server of this.#servers) server.closeIdleConnections();
+    for (const socket of this.#handshaking) socket.destroy();
     if (this.#inFlight > 0) {
       let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {

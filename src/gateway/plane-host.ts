@@ -11,8 +11,8 @@ export interface PlaneHost {
   start(http: ListenAddress, https: ListenAddress): Promise<{ http: number; https: number }>;
   /** Installs a routing state; resolves once it is live everywhere. */
   apply(state: RoutingState): void | Promise<void>;
-  /** ACME HTTP-01 answers, token → key authorisation. */
-  setChallenges(challenges: Record<string, string>): void;
+  /** ACME HTTP-01 answers, token → key authorisation; resolves once every process answers them. */
+  setChallenges(challenges: Record<string, string>): void | Promise<void>;
   /** TLS session ticket keys, the same in every process. */
   setTicketKeys(keys: Buffer): void;
   /** Traffic counters, merged over processes. */

@@ -83,6 +83,7 @@ export function acceptTls(socket: Socket, options: TlsAcceptOptions): void {
       // After the handshake an error (a reset…) is the connection's end, not a failed handshake.
       if (!secure) options.onFailure(err.message, socket);
       tls.destroy();
+      socket.destroy();
     });
   };
   socket.on('data', onData);

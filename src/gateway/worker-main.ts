@@ -61,6 +61,7 @@ function main(): void {
         break;
       case 'challenges':
         plane?.setChallenges(message.challenges);
+        if (message.id !== 0) send({ t: 'challenges', id: message.id });
         break;
       case 'ticket-keys':
         plane?.setTicketKeys(Buffer.from(message.keys));

@@ -14,7 +14,7 @@ import type { PlaneHost } from './plane-host.js';
 export type ToWorker =
   | { t: 'start'; config: PlaneConfig; http: ListenAddress; https: ListenAddress; ticketKeys: Buffer }
   | { t: 'state'; state: RoutingState }
-  | { t: 'challenges'; challenges: Record<string, string> }
+  | { t: 'challenges'; challenges: Record<string, string>; id: number }
   | { t: 'ticket-keys'; keys: Buffer }
   | { t: 'report'; id: number }
   | { t: 'metrics'; id: number }
@@ -26,6 +26,7 @@ export type FromWorker =
   | { t: 'listening'; http: number; https: number }
   | { t: 'applied'; version: number }
   | { t: 'report'; id: number; report: PlaneReport }
+  | { t: 'challenges'; id: number }
   | { t: 'metrics'; id: number; metrics: unknown[] }
   | { t: 'failed'; reason: string };
 
@@ -113,10 +114,10 @@ export class WorkerPool implements PlaneHost {
     });
   }
 
-  /** The ACME HTTP-01 answers every worker gives. */
-  setChallenges(challenges: Record<string, string>): void {
+  /** The ACME HTTP-01 answers every worker gives; resolves once each live worker has them. */
+  async setChallenges(challenges: Record<string, string>): Promise<void> {
     this.#challenges = challenges;
-    this.#broadcast({ t: 'challenges', challenges });
+    await this.#ask<unknown>((id) => ({ t: 'challenges', challenges, id }));
   }
 
   /** New TLS session ticket keys for every worker (and for workers started later). */
@@ -177,7 +178,7 @@ export class WorkerPool implements PlaneHost {
               https: this.#listen.https,
               ticketKeys: this.#ticketKeys,
             });
-            this.#send(worker, { t: 'challenges', challenges: this.#challenges });
+            this.#send(worker, { t: 'challenges', challenges: this.#challenges, id: 0 });
             this.#send(worker, { t: 'state', state: this.#o.state() });
             break;
           case 'listening':
@@ -195,9 +196,10 @@ export class WorkerPool implements PlaneHost {
             for (const waiter of this.#waiters) waiter.check();
             break;
           case 'report':
-          case 'metrics': {
+          case 'metrics':
+          case 'challenges': {
             const answer = this.#requests.get(message.id);
-            answer?.(message.t === 'report' ? message.report : message.metrics);
+            answer?.(message.t === 'report' ? message.report : message.t === 'metrics' ? message.metrics : true);
             break;
           }
           case 'failed':

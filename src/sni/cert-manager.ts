@@ -48,27 +48,27 @@ export interface CertManagerOptions {
  */
 export class ChallengeTokens implements ChallengeSink {
   readonly #tokens = new Map<string, string>();
-  readonly #listeners = new Set<(tokens: Record<string, string>) => void>();
+  readonly #listeners = new Set<(tokens: Record<string, string>) => void | Promise<void>>();
 
-  /** Adds a token's key authorization. */
-  set(token: string, keyAuthorization: string): void {
+  /** Adds a token's key authorization; settles once every listener (every worker) has it. */
+  async set(token: string, keyAuthorization: string): Promise<void> {
     this.#tokens.set(token, keyAuthorization);
-    this.#changed();
+    await this.#changed();
   }
 
   /** Removes a token once its challenge is settled. */
   delete(token: string): void {
-    if (this.#tokens.delete(token)) this.#changed();
+    if (this.#tokens.delete(token)) this.#changed().catch(() => undefined);
   }
 
   /** Calls `listener` with every token after each change (to hand them to worker processes). */
-  subscribe(listener: (tokens: Record<string, string>) => void): void {
+  subscribe(listener: (tokens: Record<string, string>) => void | Promise<void>): void {
     this.#listeners.add(listener);
   }
 
-  #changed(): void {
+  async #changed(): Promise<void> {
     const tokens = this.toJSON();
-    for (const listener of this.#listeners) listener(tokens);
+    await Promise.all([...this.#listeners].map((listener) => listener(tokens)));
   }
 
   /** The key authorization for a token, or undefined when no order waits on it. */

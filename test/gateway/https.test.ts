@@ -3,6 +3,7 @@ import { request } from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
 import { connect as tlsConnect } from 'node:tls';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
+import { connect as netConnect } from 'node:net';
 import { Writable } from 'node:stream';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { RoutingStateBuilder } from '../../src/control/routing-state.js';
@@ -21,7 +22,7 @@ function spec(names: string[], source: CertificateSpec['source'], origin = names
 }
 
 /** A gateway with HTTP and HTTPS listeners, operator certificates for `www.example.com` and `*.example.com`. */
-async function startTlsGateway(options: { redirectHttp?: boolean } = {}) {
+async function startTlsGateway(options: { redirectHttp?: boolean; headersTimeoutMs?: number } = {}) {
   const member = await startUpstream((req, res) => res.end(`${req.headers.host} via ${req.headers['x-forwarded-proto']}`));
   const generated = await createSelfSignedCertificate(['gateway.test']);
   const routing = new RoutingStateBuilder();
@@ -44,7 +45,7 @@ async function startTlsGateway(options: { redirectHttp?: boolean } = {}) {
   const dataPlane = new DataPlane({ balancer: 'least-outstanding' });
   dataPlane.apply(routing.snapshot());
   const gateway = new Gateway({
-    limits: TEST_LIMITS,
+    limits: { ...TEST_LIMITS, ...(options.headersTimeoutMs ? { headersTimeoutMs: options.headersTimeoutMs } : {}) },
     routes: dataPlane.routes,
     log: createLogger('debug', sink),
     accessLog: false,
@@ -131,6 +132,23 @@ describe('HTTPS listener', () => {
     expect(await rawRequest(httpsPort, Buffer.from('\u0000\u0001\u0002garbage'))).toBe('');
     expect(logs.some((line) => line.msg === 'TLS handshake failed')).toBe(true);
     expect((await httpsGet(httpsPort, 'www.example.com', 'www.example.com')).status).toBe(200);
+  });
+
+  it('closes at once, even with connections that are still in (or cut during) their TLS handshake', async () => {
+    const { gateway, httpsPort } = await startTlsGateway({ headersTimeoutMs: 10_000 });
+    const silent = netConnect(httpsPort, '127.0.0.1');
+    silent.on('error', () => {});
+    await once(silent, 'connect');
+    // A client that completes its handshake and resets the connection straight away.
+    const reset = tlsConnect({ host: '127.0.0.1', port: httpsPort, servername: 'www.example.com', rejectUnauthorized: false });
+    reset.on('error', () => {});
+    await once(reset, 'secureConnect');
+    reset.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const started = Date.now();
+    await gateway.close(5_000);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    silent.destroy();
   });
 
   it('negotiates at least TLS 1.2', async () => {
