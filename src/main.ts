@@ -87,6 +87,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     sessionGraceMs: config.sessionGraceMs,
     maxFrameBytes: config.limits.controlMaxFrameBytes,
     messagesPerSecond: config.limits.controlMessagesPerSecond,
+    maxSessionsPerAccount: config.limits.maxSessionsPerAccount,
     routing,
     applyRouting: applyState,
     log: log.child({ component: 'control' }),

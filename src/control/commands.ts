@@ -10,6 +10,7 @@ import { isBytes } from './frames.js';
 import type { OpenMessage } from './frames.js';
 import type { RoutingStateBuilder } from './routing-state.js';
 import type { PublishedCluster, Session } from './sessions.js';
+import type { ClusterChange, ControlStore, StoredCluster } from './store.js';
 
 /** Results of a command, sent back as the reply's params when a reply was asked for. */
 export type Results = Record<string, unknown>;
@@ -20,6 +21,8 @@ export interface CommandsOptions {
   readonly applyRouting: (state: RoutingState) => Promise<void>;
   /** Domain claims and who may publish what. */
   readonly domains: Domains;
+  /** Where published clusters are persisted, as they change. */
+  readonly store: Pick<ControlStore, 'saveClusters'>;
   readonly log: Logger;
   /** Tells a session something it did not ask about (a `log` message), e.g. that its cluster was unpublished. */
   readonly notify?: (session: Session, text: string) => void;
@@ -36,6 +39,16 @@ interface Change {
   readonly after: PublishedCluster | undefined;
 }
 
+/** One cluster of one session set (`next`) or removed (undefined). */
+interface Install {
+  readonly session: Session;
+  readonly id: string;
+  readonly next: PublishedCluster | undefined;
+}
+
+/** What to do when the store cannot record a change: refuse the change, or log and apply it in memory anyway. */
+type OnStoreError = 'refuse' | 'log';
+
 /**
  * The command handlers of protocol.md and the ownership rules: each validates its params, changes
  * the routing state (the one writer), waits until the data plane runs the new state, then returns
@@ -45,6 +58,7 @@ export class Commands {
   readonly #routing: RoutingStateBuilder;
   readonly #applyRouting: (state: RoutingState) => Promise<void>;
   readonly #domains: Domains;
+  readonly #store: Pick<ControlStore, 'saveClusters'>;
   readonly #log: Logger;
   readonly #notify: (session: Session, text: string) => void;
   readonly #now: () => number;
@@ -55,6 +69,7 @@ export class Commands {
     this.#routing = options.routing;
     this.#applyRouting = options.applyRouting;
     this.#domains = options.domains;
+    this.#store = options.store;
     this.#log = options.log;
     this.#notify = options.notify ?? (() => undefined);
     this.#now = options.now ?? Date.now;
@@ -116,11 +131,14 @@ export class Commands {
     }
   }
 
-  /** Unpublishes everything `session` published (its end); resolves once the data plane runs it. */
-  async endSession(session: Session): Promise<void> {
+  /**
+   * Unpublishes everything `session` published (its end); resolves once the data plane runs it.
+   * With `keepStored` (the gateway shutting down) the store keeps the clusters for the next start.
+   */
+  async endSession(session: Session, keepStored = false): Promise<void> {
     const changes = [...session.clusters.values()].map((cluster) => ({ id: cluster.id, before: cluster, after: undefined }));
     if (changes.length === 0) return;
-    for (const change of changes) this.#install(session, change.id, undefined);
+    this.#install(changes.map((change) => ({ session, id: change.id, next: undefined })), keepStored ? 'memory' : 'log');
     this.#log.info({ rid: session.ridHex, fqdns: changes.map((c) => c.before.fqdn) }, 'session clusters unpublished');
     await this.#applyRouting(this.#routing.snapshot());
   }
@@ -142,12 +160,36 @@ export class Commands {
       }
     }
     if (dropped.length === 0) return;
-    for (const { session, cluster } of dropped) {
-      this.#install(session, cluster.id, undefined);
-      this.#notify(session, `${cluster.fqdn} was unpublished: ${why}`);
-    }
+    this.#install(dropped.map(({ session, cluster }) => ({ session, id: cluster.id, next: undefined })), 'log');
+    for (const { session, cluster } of dropped) this.#notify(session, `${cluster.fqdn} was unpublished: ${why}`);
     this.#log.info({ fqdns: dropped.map((d) => d.cluster.fqdn), why }, 'clusters unpublished: no longer permitted');
     await this.#applyRouting(this.#routing.snapshot());
+  }
+
+  /**
+   * Takes back a held session's clusters from the store at start-up (into the session, the owners
+   * map and the routing state, without writing them again). A cluster the account may no longer
+   * publish, an operator's static name, or an fqdn another restored session holds is dropped from
+   * the store with a log line. The caller installs the routing state.
+   */
+  restore(session: Session, clusters: readonly PublishedCluster[]): void {
+    for (const cluster of clusters) {
+      let reason: string | undefined;
+      try {
+        this.#domains.checkPublish(session.publicKey, cluster.fqdn, cluster.fqdn);
+        if (this.#routing.isStatic(cluster.fqdn)) reason = `${cluster.fqdn} is served by the operator's static routes`;
+        else if (this.#owners.has(cluster.fqdn)) reason = `${cluster.fqdn} is published by another session`;
+      } catch (err) {
+        if (!(err instanceof ForbiddenError)) throw err;
+        reason = err.message;
+      }
+      if (reason === undefined) {
+        this.#install([{ session, id: cluster.id, next: cluster }], 'memory');
+        continue;
+      }
+      this.#log.warn({ rid: session.ridHex, fqdn: cluster.fqdn, cluster: cluster.id, reason }, 'stored cluster dropped at start');
+      this.#persist([{ rid: session.ridHex, id: cluster.id, cluster: null }], 'log');
+    }
   }
 
   async #publish(session: Session, uuid: Uint8Array, params: ReadonlyMap<string, unknown>): Promise<Results> {
@@ -207,7 +249,7 @@ export class Commands {
     if (bundle.namesFromCommonName) {
       this.#log.warn({ fqdn, names: bundle.names }, 'session certificate has no SAN DNS names: matched on its CN');
     }
-    return Object.freeze({ source: 'session', origin: fqdn, certPem: bundle.certPem, keyPem: bundle.keyPem, servedFor: Object.freeze([fqdn]) });
+    return sessionCertificateSpec(fqdn, bundle.certPem, bundle.keyPem);
   }
 
   async #unpublish(session: Session, params: ReadonlyMap<string, unknown>): Promise<Results> {
@@ -253,36 +295,74 @@ export class Commands {
 
   /** Applies changes, installs the new routing state, and undoes them when it cannot be installed. */
   async #commit(session: Session, changes: readonly Change[]): Promise<void> {
-    for (const change of changes) this.#install(session, change.id, change.after);
+    this.#install(changes.map((change) => ({ session, id: change.id, next: change.after })), 'refuse');
     try {
       await this.#applyRouting(this.#routing.snapshot());
     } catch (err) {
       this.#log.error({ err, rid: session.ridHex }, 'routing state could not be installed; change undone');
+      const undo: Install[] = [];
       for (const change of [...changes].reverse()) {
         const blocked = change.before && this.#owners.has(change.before.fqdn) && this.#owners.get(change.before.fqdn) !== session;
-        if (!blocked) this.#install(session, change.id, change.before);
+        if (!blocked) undo.push({ session, id: change.id, next: change.before });
       }
+      this.#install(undo, 'log');
       await this.#applyRouting(this.#routing.snapshot()).catch(() => undefined);
       throw new ControlError('the gateway could not install the change; nothing was changed', { cause: err });
     }
   }
 
-  /** Sets (or removes, with undefined) one cluster of a session in the session, the owners map and the routing state. */
-  #install(session: Session, id: string, next: PublishedCluster | undefined): void {
-    const previous = session.clusters.get(id);
-    if (previous) {
-      session.clusters.delete(id);
-      if (this.#owners.get(previous.fqdn) === session) {
-        this.#owners.delete(previous.fqdn);
-        this.#routing.removeSession(previous.fqdn);
+  /**
+   * The one place cluster changes are applied: each cluster is set (or removed, with undefined) in
+   * the store first — synchronously, so a change is durable before its reply is sent — then in its
+   * session, the owners map and the routing state. `memory` skips the store (restore, shutdown).
+   */
+  #install(installs: readonly Install[], store: OnStoreError | 'memory'): void {
+    if (store !== 'memory') {
+      this.#persist(installs.map(({ session, id, next }) => ({ rid: session.ridHex, id, cluster: next ? storedCluster(session, next) : null })), store);
+    }
+    for (const { session, id, next } of installs) {
+      const previous = session.clusters.get(id);
+      if (previous) {
+        session.clusters.delete(id);
+        if (this.#owners.get(previous.fqdn) === session) {
+          this.#owners.delete(previous.fqdn);
+          this.#routing.removeSession(previous.fqdn);
+        }
+      }
+      if (next) {
+        session.clusters.set(id, next);
+        this.#owners.set(next.fqdn, session);
+        this.#routing.putSession({ fqdn: next.fqdn, cluster: next.id, members: next.members, rewrite: next.rewrite, source: 'session' }, next.certificate);
       }
     }
-    if (next) {
-      session.clusters.set(id, next);
-      this.#owners.set(next.fqdn, session);
-      this.#routing.putSession({ fqdn: next.fqdn, cluster: next.id, members: next.members, rewrite: next.rewrite, source: 'session' }, next.certificate);
+  }
+
+  /** Writes changes to the store; a failure refuses the change (a ControlError) or is logged. */
+  #persist(changes: readonly ClusterChange[], onError: OnStoreError): void {
+    try {
+      this.#store.saveClusters(changes);
+    } catch (err) {
+      if (onError === 'refuse') throw new ControlError('the gateway could not record the change; nothing was changed', { cause: err });
+      this.#log.error({ err, clusters: changes.map((c) => c.id) }, 'published clusters could not be recorded in the store');
     }
   }
+}
+
+/** The routing state's form of a session certificate for `fqdn`. */
+export function sessionCertificateSpec(fqdn: string, certPem: string, keyPem: string): CertificateSpec {
+  return Object.freeze({ source: 'session', origin: fqdn, certPem, keyPem, servedFor: Object.freeze([fqdn]) });
+}
+
+function storedCluster(session: Session, cluster: PublishedCluster): StoredCluster {
+  return {
+    rid: session.ridHex,
+    owner: session.publicKey,
+    id: cluster.id,
+    fqdn: cluster.fqdn,
+    members: cluster.members,
+    rewrite: cluster.rewrite,
+    certificate: cluster.certificate ? { certPem: cluster.certificate.certPem, keyPem: cluster.certificate.keyPem } : null,
+  };
 }
 
 function text(params: ReadonlyMap<string, unknown>, key: string): string {

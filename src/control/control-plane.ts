@@ -10,6 +10,7 @@ import type { FrameProblem, KeyPair, OpenMessage } from './frames.js';
 import { acceptAuth } from './handshake.js';
 import { encodeKey, loadOrCreateGatewayKeys } from './keys.js';
 import type { RoutingStateBuilder } from './routing-state.js';
+import { restoreSessions } from './restore.js';
 import { RouterTransport } from './server.js';
 import { SessionTable } from './sessions.js';
 import type { Session, SessionInfo } from './sessions.js';
@@ -29,6 +30,8 @@ export interface ControlPlaneOptions {
   sessionGraceMs: number;
   maxFrameBytes: number;
   messagesPerSecond: number;
+  /** Sessions one account may hold at once (connected or in their grace window); {@link DEFAULT_MAX_SESSIONS_PER_ACCOUNT} when absent. */
+  maxSessionsPerAccount?: number;
   /** The routing state's one writer. */
   routing: RoutingStateBuilder;
   /** Installs a routing state in every data plane; resolves once live (a publish is answered only after it resolves). */
@@ -39,6 +42,9 @@ export interface ControlPlaneOptions {
   /** Told how each command ended (metrics); `refused` is a ControlError reply, `error` a failure inside the gateway. */
   onCommand?: (command: string, result: 'ok' | 'refused' | 'error') => void;
 }
+
+/** Sessions one account may hold at once unless told otherwise. */
+export const DEFAULT_MAX_SESSIONS_PER_ACCOUNT = 64;
 
 /** The command sent to probe a connection: clients ignore commands they do not know. */
 const PROBE_COMMAND = 'probe';
@@ -79,7 +85,11 @@ export class ControlPlane {
     this.#now = options.now ?? Date.now;
   }
 
-  /** Creates the key pair if missing, opens the store, binds the socket and starts serving. */
+  /**
+   * Creates the key pair if missing, opens the store, takes back the sessions of the previous run
+   * (held, with their clusters installed in the data plane, each given the grace window from now),
+   * binds the socket and starts serving.
+   */
   async start(): Promise<void> {
     if (this.#transport) throw new Error('the control plane is already started');
     const options = this.#options;
@@ -96,6 +106,7 @@ export class ControlPlane {
       routing: options.routing,
       applyRouting: options.applyRouting,
       domains,
+      store: this.#store,
       log: options.log,
       now: this.#now,
       notify: (session, log) => void this.#send(session, 'log', EMPTY, { error: true, log }),
@@ -109,8 +120,10 @@ export class ControlPlane {
     });
     this.#transport = transport;
     try {
+      await this.#restore();
       this.#port = await transport.bind(options.listen);
     } catch (err) {
+      for (const session of this.#sessions.all()) clearTimeout(session.graceTimer);
       transport.close();
       this.#store.close();
       throw err;
@@ -123,6 +136,23 @@ export class ControlPlane {
     this.#probeTimer.unref();
     this.#stopWatching = this.#store.watch(() => this.#checkAccounts(), ACCOUNTS_CHECK_MS);
     this.#log.info({ port: this.#port, publicKey: this.publicKey }, 'control plane listening');
+  }
+
+  /** Held sessions from the store, in the table and the data plane before the socket binds. */
+  async #restore(): Promise<void> {
+    const restored = restoreSessions({
+      store: this.#store!,
+      commands: this.#commands!,
+      log: this.#log,
+      now: this.#now(),
+      messagesPerSecond: this.#options.messagesPerSecond,
+    });
+    if (restored.length === 0) return;
+    for (const session of restored) {
+      this.#sessions.add(session);
+      this.#startGrace(session);
+    }
+    await this.#options.applyRouting(this.#options.routing.snapshot());
   }
 
   /** The bound port. */
@@ -141,7 +171,10 @@ export class ControlPlane {
     return this.#sessions.all().map((session) => session.info());
   }
 
-  /** Tells connected sessions, unpublishes their clusters, closes the socket and the store. Idempotent. */
+  /**
+   * Tells connected sessions, unpublishes their clusters from the data plane (the store keeps them
+   * for the next start), closes the socket and the store. Idempotent.
+   */
   close(): Promise<void> {
     this.#closing ??= this.#close();
     return this.#closing;
@@ -157,7 +190,7 @@ export class ControlPlane {
       clearTimeout(session.graceTimer);
       session.ended = true;
       this.#sessions.delete(session);
-      session.tail = session.tail.then(() => this.#commands!.endSession(session)).catch((err: unknown) => {
+      session.tail = session.tail.then(() => this.#commands!.endSession(session, true)).catch((err: unknown) => {
         this.#log.warn({ err, rid: session.ridHex }, 'could not unpublish a session at close');
       });
     }
@@ -206,6 +239,7 @@ export class ControlPlane {
       sessions: this.#sessions,
       now,
       messagesPerSecond: this.#options.messagesPerSecond,
+      maxSessionsPerAccount: this.#options.maxSessionsPerAccount ?? DEFAULT_MAX_SESSIONS_PER_ACCOUNT,
     });
     if (!outcome.ok) {
       this.#log.info({ reason: outcome.reason, publicKey: encodeKey(auth.user) }, 'handshake refused');

@@ -29,13 +29,15 @@ export interface HandshakeContext {
   readonly sessions: SessionTable;
   readonly now: number;
   readonly messagesPerSecond: number;
+  /** Sessions one account may hold at once; a new one past it is refused (resuming a held one is not new). */
+  readonly maxSessionsPerAccount: number;
 }
 
 /**
  * Server side of protocol.md "Handshake": looks the key up among the accounts, then either resumes
  * the session named by `rid` (only when it belongs to the same key) or opens a new one, with a
  * fresh session key either way. Binds the connection to the session. A refusal gets the 5-element
- * answer a client reads as "Authentication failed".
+ * answer a client reads as "Authentication failed", and so does a new session past the account's limit.
  */
 export function acceptAuth(
   auth: { readonly user: Uint8Array; readonly rid: Uint8Array },
@@ -56,6 +58,10 @@ export function acceptAuth(
     session.accountName = account.name;
     resumed = true;
   } else {
+    const count = context.sessions.countOf(publicKey);
+    if (count >= context.maxSessionsPerAccount) {
+      return { ok: false, reason: `the account holds ${count} sessions, the limit (--max-sessions-per-account ${context.maxSessionsPerAccount})`, reply: encodeHandshakeRefusal() };
+    }
     // A rid held by another key, or no longer held, never opens that session: a new one it is.
     session = new Session(randomBytes(RID_BYTES), {
       publicKey,

@@ -2,13 +2,13 @@
  * The control plane (server) and the client SDK: sessions publish clusters over ZeroMQ + NaCl
  * (../shared/protocol.md). Other folders import src/control through this file only.
  */
-export { ControlPlane } from './control-plane.js';
+export { ControlPlane, DEFAULT_MAX_SESSIONS_PER_ACCOUNT } from './control-plane.js';
 export type { ControlPlaneOptions } from './control-plane.js';
 export type { SessionInfo } from './sessions.js';
 export { RoutingStateBuilder } from './routing-state.js';
 export { ControlError, ConnectionError, RemoteError } from './errors.js';
 export { openStore, STORE_FILE } from './store.js';
-export type { ControlStore, Account } from './store.js';
+export type { ControlStore, Account, StoredCluster, ClusterChange } from './store.js';
 export {
   loadOrCreateGatewayKeys,
   createClientKeys,

@@ -185,6 +185,13 @@ export class SessionTable {
     this.#byRid.delete(session.ridHex);
   }
 
+  /** How many sessions (connected or in their grace window) the account with this public key holds. */
+  countOf(publicKey: string): number {
+    let count = 0;
+    for (const session of this.#byRid.values()) if (session.publicKey === publicKey) count++;
+    return count;
+  }
+
   /** Every session, connected or in its grace window. */
   all(): Session[] {
     return [...this.#byRid.values()];

@@ -1,11 +1,12 @@
 import Database from 'better-sqlite3';
 import type { Database as SqliteDatabase } from 'better-sqlite3';
+import { chmodSync, closeSync, existsSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensurePrivateDir } from './keys.js';
 
 /**
- * The persistent state of the control plane behind one narrow interface: accounts and domain
- * claims now; certificates and published clusters join it in later issues. Everything outside this file
+ * The persistent state of the control plane behind one narrow interface: accounts, domain claims
+ * and the clusters sessions have published (so a restart keeps serving them). Everything outside this file
  * sees plain records, never SQL or file paths, so a networked engine (shared by several gateways)
  * can implement the same interface later. Several processes may use one store at once (the gateway
  * and `tfgate accounts`): writes are transactions, readers never block writers.
@@ -36,6 +37,10 @@ export interface ControlStore {
   overlappingClaims(name: string): DomainClaim[];
   /** Every claim of one account, or of all accounts when `owner` is omitted, by domain. */
   listDomainClaims(owner?: string): DomainClaim[];
+  /** Writes published-cluster changes in one transaction, synchronously: a change is durable (against a crash of the process) once this returns. */
+  saveClusters(changes: readonly ClusterChange[]): void;
+  /** Every published cluster held in the store, grouped by session (rid) in publish order. */
+  listClusters(): StoredCluster[];
   /**
    * Calls `listener` (at most every `intervalMs`) after another process changed the store; the
    * listener re-reads what it cares about. Returns the function that stops watching.
@@ -63,6 +68,28 @@ export interface DomainClaim {
   /** True when its owner lets every account publish under it. */
   readonly global: boolean;
   readonly claimedAt: number;
+}
+
+/** A cluster a session published, as the store keeps it (its session certificate's key included). */
+export interface StoredCluster {
+  /** The session's rid, hex. */
+  readonly rid: string;
+  /** The account's public key, base64. */
+  readonly owner: string;
+  /** The cluster id (the publish message's uuid), hex. */
+  readonly id: string;
+  readonly fqdn: string;
+  readonly members: readonly string[];
+  readonly rewrite: string | null;
+  /** The session's certificate chain and key (PEM), or null when it published none. */
+  readonly certificate: { readonly certPem: string; readonly keyPem: string } | null;
+}
+
+/** One change to a session's published clusters: `cluster` null removes it. */
+export interface ClusterChange {
+  readonly rid: string;
+  readonly id: string;
+  readonly cluster: StoredCluster | null;
 }
 
 /** A prepared ownership token, waiting for its claim. */
@@ -102,12 +129,43 @@ const MIGRATIONS: readonly string[] = [
      expires_at INTEGER NOT NULL,
      PRIMARY KEY (owner, domain)
    ) STRICT`,
+  `CREATE TABLE published_clusters (
+     rid          TEXT NOT NULL,
+     cluster_id   TEXT NOT NULL,
+     owner        TEXT NOT NULL,
+     fqdn         TEXT NOT NULL,
+     members      TEXT NOT NULL,
+     rewrite      TEXT,
+     cert_pem     TEXT,
+     key_pem      TEXT,
+     published_at INTEGER NOT NULL,
+     PRIMARY KEY (rid, cluster_id)
+   ) STRICT;
+   CREATE INDEX published_clusters_owner ON published_clusters (owner)`,
 ];
 
 /** Opens (creating when missing) the SQLite store in `stateDir`. */
 export function openStore(stateDir: string, options: { now?: () => number } = {}): ControlStore {
   ensurePrivateDir(stateDir);
-  return new SqliteStore(join(stateDir, STORE_FILE), options.now ?? Date.now);
+  // It holds session certificates' private keys: the directory 0700, the file (and its WAL) 0600.
+  if ((statSync(stateDir).mode & 0o077) !== 0) chmodSync(stateDir, 0o700);
+  const path = join(stateDir, STORE_FILE);
+  closeSync(openSync(path, 'a', 0o600));
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    if (existsSync(file) && (statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
+  }
+  return new SqliteStore(path, options.now ?? Date.now);
+}
+
+interface ClusterRow {
+  rid: string;
+  cluster_id: string;
+  owner: string;
+  fqdn: string;
+  members: string;
+  rewrite: string | null;
+  cert_pem: string | null;
+  key_pem: string | null;
 }
 
 interface ClaimRow {
@@ -169,6 +227,7 @@ class SqliteStore implements ControlStore {
     return this.#db.transaction(() => {
       this.#db.prepare('DELETE FROM domain_claims WHERE owner = ?').run(publicKey);
       this.#db.prepare('DELETE FROM domain_tokens WHERE owner = ?').run(publicKey);
+      this.#db.prepare('DELETE FROM published_clusters WHERE owner = ?').run(publicKey);
       return this.#db.prepare('DELETE FROM accounts WHERE public_key = ?').run(publicKey).changes > 0;
     }).immediate();
   }
@@ -228,6 +287,44 @@ class SqliteStore implements ControlStore {
     return (rows as ClaimRow[]).map(toClaim);
   }
 
+  saveClusters(changes: readonly ClusterChange[]): void {
+    if (changes.length === 0) return;
+    const remove = this.#db.prepare('DELETE FROM published_clusters WHERE rid = ? AND cluster_id = ?');
+    const put = this.#db.prepare(
+      `INSERT INTO published_clusters (rid, cluster_id, owner, fqdn, members, rewrite, cert_pem, key_pem, published_at)
+       VALUES (@rid, @id, @owner, @fqdn, @members, @rewrite, @certPem, @keyPem, @at)
+       ON CONFLICT (rid, cluster_id) DO UPDATE SET owner = excluded.owner, fqdn = excluded.fqdn, members = excluded.members,
+         rewrite = excluded.rewrite, cert_pem = excluded.cert_pem, key_pem = excluded.key_pem`,
+    );
+    const at = this.#now();
+    this.#db.transaction(() => {
+      for (const { rid, id, cluster } of changes) {
+        if (!cluster) {
+          remove.run(rid, id);
+          continue;
+        }
+        put.run({
+          rid,
+          id,
+          owner: cluster.owner,
+          fqdn: cluster.fqdn,
+          members: JSON.stringify(cluster.members),
+          rewrite: cluster.rewrite,
+          certPem: cluster.certificate?.certPem ?? null,
+          keyPem: cluster.certificate?.keyPem ?? null,
+          at,
+        });
+      }
+    }).immediate();
+  }
+
+  listClusters(): StoredCluster[] {
+    const rows = this.#db
+      .prepare('SELECT rid, cluster_id, owner, fqdn, members, rewrite, cert_pem, key_pem FROM published_clusters ORDER BY rid, published_at, rowid')
+      .all() as ClusterRow[];
+    return rows.map(toStoredCluster);
+  }
+
   watch(listener: () => void, intervalMs: number): () => void {
     // data_version changes only when another connection commits: exactly "someone else changed it".
     let seen = this.#dataVersion();
@@ -276,6 +373,19 @@ class SqliteStore implements ControlStore {
 
 function toClaim(row: ClaimRow): DomainClaim {
   return Object.freeze({ domain: row.domain, owner: row.owner, global: row.global !== 0, claimedAt: row.claimed_at });
+}
+
+function toStoredCluster(row: ClusterRow): StoredCluster {
+  const members = JSON.parse(row.members) as unknown;
+  return Object.freeze({
+    rid: row.rid,
+    owner: row.owner,
+    id: row.cluster_id,
+    fqdn: row.fqdn,
+    members: Object.freeze(Array.isArray(members) ? members.filter((m): m is string => typeof m === 'string') : []),
+    rewrite: row.rewrite,
+    certificate: row.cert_pem !== null && row.key_pem !== null ? Object.freeze({ certPem: row.cert_pem, keyPem: row.key_pem }) : null,
+  });
 }
 
 function toAccount(row: AccountRow): Account {

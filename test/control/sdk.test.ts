@@ -1,7 +1,7 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
-import { Cluster, ControlPlane, Location, RemoteError } from '../../src/control/index.js';
+import { Cluster, ControlPlane, Location, RemoteError, openStore } from '../../src/control/index.js';
 import { Gateway } from '../../src/gateway/index.js';
 import { httpGet } from '../helpers/http.js';
 import { startUpstream } from '../helpers/upstream.js';
@@ -88,6 +88,10 @@ describe('SDK and HTTP through the gateway', () => {
     const port = gw.control.port;
     await gw.control.close();
     expect(gw.membersOf('back.test')).toBeUndefined();
+    // The store would bring the session back (restart.test.ts): make this gateway forget it.
+    const store = openStore(gw.stateDir);
+    store.saveClusters(store.listClusters().map((c) => ({ rid: c.rid, id: c.id, cluster: null })));
+    store.close();
     const restarted = new ControlPlane({
       listen: { host: '127.0.0.1', port },
       stateDir: gw.stateDir,

@@ -289,6 +289,7 @@ export async function startTestControlPlane(
     sessionGraceMs?: number;
     maxFrameBytes?: number;
     messagesPerSecond?: number;
+    maxSessionsPerAccount?: number;
     globalDomains?: string[];
     stateDir?: string;
     listenHost?: string;
@@ -316,6 +317,7 @@ export async function startTestControlPlane(
     sessionGraceMs: options.sessionGraceMs ?? 60_000,
     maxFrameBytes: options.maxFrameBytes ?? 1024 * 1024,
     messagesPerSecond: options.messagesPerSecond ?? 1000,
+    ...(options.maxSessionsPerAccount ? { maxSessionsPerAccount: options.maxSessionsPerAccount } : {}),
     routing,
     applyRouting: async (state) => {
       applied.push(state);
