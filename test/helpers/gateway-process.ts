@@ -34,10 +34,11 @@ export interface GatewayProcess {
 
 /**
  * Starts `tfgate serve` on free ports (`--http 0 --control 0 --admin 127.0.0.1:0`, a temp state
- * dir) plus `args`, waits for its listening line, and kills it when the test ends.
+ * dir unless `stateDir` is given) plus `args` (later flags win, so `args` may name fixed ports),
+ * waits for its listening line, and kills it when the test ends.
  */
-export async function startGatewayProcess(args: string[] = [], options: { timeoutMs?: number } = {}): Promise<GatewayProcess> {
-  const stateDir = mkdtempSync(join(tmpdir(), 'tfgate-state-'));
+export async function startGatewayProcess(args: string[] = [], options: { timeoutMs?: number; stateDir?: string } = {}): Promise<GatewayProcess> {
+  const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), 'tfgate-state-'));
   const child = spawn(
     process.execPath,
     [CLI, 'serve', '--http', '127.0.0.1:0', '--https', '127.0.0.1:0', '--control', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--state-dir', stateDir, '--certs-dir', join(stateDir, 'certs'), ...args],
