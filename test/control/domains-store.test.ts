@@ -26,7 +26,8 @@ describe('domain claims in the store', () => {
     expect(store.findAccount('a-key')).toMatchObject({ name: 'a' });
     expect(store.claimDomain('a-key', 'example.com')).toMatchObject({ ok: true, claim: { domain: 'example.com', owner: 'a-key', global: false } });
     const check = new Database(join(dir, STORE_FILE), { readonly: true });
-    expect(check.pragma('user_version', { simple: true })).toBe(2);
+    expect(check.pragma('user_version', { simple: true })).toBe(3); // 2: claims, 3: published clusters
+    expect(store.listClusters()).toEqual([]);
     check.close();
   });
 
