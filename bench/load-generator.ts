@@ -60,7 +60,8 @@ export function parseWrkOutput(text: string): LoadResult {
   };
 }
 
-function onPath(command: string): string | undefined {
+/** The executable `command` on PATH, or undefined. */
+export function onPath(command: string): string | undefined {
   for (const dir of (process.env['PATH'] ?? '').split(delimiter)) {
     const candidate = join(dir, command);
     try {

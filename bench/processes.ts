@@ -2,6 +2,8 @@ import { fork, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 
 /**
@@ -82,29 +84,34 @@ function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 export interface Upstream {
   readonly pid: number;
   readonly port: number;
+  /** Its HTTPS port when started with a TLS PEM file. */
+  readonly httpsPort: number | undefined;
   readonly body: string;
 }
 
-/** Forks `dist/bench/upstream-server.js` in its own process and resolves once it listens. */
-export async function startUpstream(children: ChildSet, timeoutMs = 10_000): Promise<Upstream> {
+/** Forks `dist/bench/upstream-server.js` in its own process and resolves once it listens (HTTPS too with `tlsPem`). */
+export async function startUpstream(children: ChildSet, timeoutMs = 10_000, tlsPem?: string): Promise<Upstream> {
   const script = new URL('./upstream-server.js', import.meta.url);
-  const child = children.add(fork(script, [], { detached: true, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }));
+  const env = tlsPem === undefined ? process.env : { ...process.env, BENCH_UPSTREAM_TLS: tlsPem };
+  const child = children.add(fork(script, [], { detached: true, env, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }));
+  type Ready = { port: number; httpsPort: number | undefined; body: string };
   const ready = await withTimeout(
-    new Promise<{ port: number; body: string }>((resolve, reject) => {
-      child.once('message', (message) => resolve(message as { port: number; body: string }));
+    new Promise<Ready>((resolve, reject) => {
+      child.once('message', (message) => resolve(message as Ready));
       child.once('error', reject);
       child.once('exit', (code, signal) => reject(new Error(`bench upstream exited early (${signal ?? `code ${code}`})`)));
     }),
     timeoutMs,
     'bench upstream did not start',
   );
-  return { pid: child.pid!, port: ready.port, body: ready.body };
+  return { pid: child.pid!, port: ready.port, httpsPort: ready.httpsPort, body: ready.body };
 }
 
 /** The `"listening"` record of a started gateway (design.md's run-time contract). */
 export interface GatewayListening {
   readonly pid: number;
   readonly http: number;
+  readonly https: number;
   readonly admin: string;
   readonly record: Readonly<Record<string, unknown>>;
 }
@@ -130,7 +137,7 @@ export async function startGateway(children: ChildSet, cli: string, args: readon
       try {
         const record = JSON.parse(line) as Record<string, unknown>;
         if (record['msg'] === 'listening' && typeof record['http'] === 'number') {
-          resolve({ pid: child.pid!, http: record['http'], admin: String(record['admin']), record });
+          resolve({ pid: child.pid!, http: record['http'], https: Number(record['https']), admin: String(record['admin']), record });
         }
       } catch {
         // not JSON: keep waiting
@@ -144,6 +151,66 @@ export async function startGateway(children: ChildSet, cli: string, args: readon
   } catch (err) {
     throw new Error(`tfgate did not start: ${(err as Error).message}\n  command: node ${cli} serve ${args.join(' ')}\n  last output:\n    ${tail.join('\n    ')}`);
   }
+}
+
+/** A port that was free a moment ago on 127.0.0.1, for servers that cannot report the port they bound. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+async function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => resolve(true)).once('error', () => resolve(false));
+    socket.once('close', () => socket.destroy());
+    socket.setTimeout(500, () => socket.destroy());
+    socket.once('connect', () => socket.end());
+  });
+}
+
+/** What {@link startServer} runs: a command that binds `ports` on 127.0.0.1 and stays in the foreground. */
+export interface ServerCommand {
+  readonly name: string;
+  readonly command: string;
+  readonly args: readonly string[];
+  readonly ports: readonly number[];
+  readonly env?: NodeJS.ProcessEnv;
+  readonly cwd?: string;
+}
+
+/**
+ * Spawns a foreground server in its own process group and resolves with its pid once every port accepts
+ * connections; rejects with the tail of its output if it exits first or `timeoutMs` passes (the caller's
+ * ChildSet still ends it).
+ */
+export async function startServer(children: ChildSet, s: ServerCommand, timeoutMs = 15_000): Promise<number> {
+  const child = children.add(spawn(s.command, [...s.args], { detached: true, cwd: s.cwd, env: s.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] }));
+  const tail: string[] = [];
+  const remember = (line: string): void => {
+    tail.push(line);
+    if (tail.length > 20) tail.shift();
+  };
+  createInterface({ input: child.stdout! }).on('line', remember);
+  createInterface({ input: child.stderr! }).on('line', remember);
+  let exited: string | undefined;
+  child.once('error', (err) => (exited = err.message));
+  child.once('exit', (code, signal) => (exited = `exited (${signal ?? `code ${code}`})`));
+  const deadline = Date.now() + timeoutMs;
+  const pending = new Set(s.ports);
+  while (pending.size > 0) {
+    if (exited === undefined) for (const port of [...pending]) if (await accepts(port)) pending.delete(port);
+    if (pending.size === 0) break;
+    if (exited !== undefined || Date.now() > deadline) {
+      const why = exited ?? `ports ${[...pending].join(', ')} not open within ${timeoutMs} ms`;
+      throw new Error(`${s.name} did not start: ${why}\n  command: ${s.command} ${s.args.join(' ')}\n  last output:\n    ${tail.join('\n    ')}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return child.pid!;
 }
 
 async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {

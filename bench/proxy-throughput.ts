@@ -1,145 +1,147 @@
-import { request } from 'node:http';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
+import { BENCH_HOST, WRK_TLS_HOST, createBenchCertificate } from './bench-certificate.js';
+import { checkTarget } from './check-target.js';
 import { pickLoadGenerator } from './load-generator.js';
-import type { LoadGenerator, LoadResult } from './load-generator.js';
-import { ChildSet, processTreeCpuMs, startGateway, startUpstream } from './processes.js';
-import { envNumber, formatNumber, markdownTable, median } from './stats.js';
+import type { LoadGenerator } from './load-generator.js';
+import { ChildSet, processTreeCpuMs, startUpstream } from './processes.js';
+import { envNumber, formatNumber } from './stats.js';
+import { startTargets } from './targets.js';
+import type { FailedTarget, Target } from './targets.js';
+import { scenarioTable, targetList } from './throughput-report.js';
+import type { Cell, Run, ScenarioResult } from './throughput-report.js';
+import { tlsConnectLoad } from './tls-connect-load.js';
 
-/** The virtual host the benchmark routes (the routes file maps it to both members). */
-const HOST = 'bench.test';
-
-/** One thing the load generator is pointed at. */
-interface Target {
-  readonly name: string;
-  readonly url: string;
-  /** Process (tree) whose CPU time is charged to this target. */
-  readonly pid: number;
+/** One way of loading every target: a generator, its connection count and the URL it uses for a target. */
+interface Scenario {
+  readonly title: string;
+  readonly generator: LoadGenerator;
+  readonly connections: number;
+  url(target: Target): string;
 }
 
-/** One target's results over all rounds. */
-export interface TargetMeasurement {
-  readonly name: string;
-  readonly runs: readonly (LoadResult & { readonly cpuUsPerRequest: number | undefined })[];
-}
-
-/** The result of {@link runProxyThroughputBench}: measurements and the printable table. */
+/** The result of {@link runProxyThroughputBench}: per-scenario results and the printable report. */
 export interface ThroughputReport {
-  readonly measurements: readonly TargetMeasurement[];
+  readonly scenarios: readonly ScenarioResult[];
   readonly text: string;
 }
 
-/** GETs `url` with the bench Host and resolves with status and body; used to check a target before loading it. */
-async function probe(url: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { headers: { host: HOST }, agent: false, timeout: 5000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} within 5 s`)));
-    req.on('error', reject);
-    req.end();
-  });
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0]!.slice(0, 160);
 }
 
-async function checkTarget(target: Target, body: string): Promise<void> {
-  for (let i = 0; i < 4; i++) {
-    const res = await probe(target.url);
-    if (res.status !== 200 || res.body !== body) {
-      throw new Error(`${target.name} (${target.url}, Host: ${HOST}) answered ${res.status} ${JSON.stringify(res.body.slice(0, 200))}, expected 200 with the member's body`);
-    }
-  }
-}
-
-async function measure(generator: LoadGenerator, target: Target, durationS: number, connections: number) {
+async function measure(scenario: Scenario, target: Target, durationS: number): Promise<Run> {
   const cpuBefore = processTreeCpuMs(target.pid);
-  const result = await generator.run({ url: target.url, host: HOST, durationS, connections, threads: 1 });
+  const result = await scenario.generator.run({ url: scenario.url(target), host: BENCH_HOST, durationS, connections: scenario.connections, threads: 1 });
   const cpuAfter = processTreeCpuMs(target.pid);
   const cpuUsPerRequest = cpuBefore !== undefined && cpuAfter !== undefined && result.requests > 0 ? ((cpuAfter - cpuBefore) * 1000) / result.requests : undefined;
   return { ...result, cpuUsPerRequest };
 }
 
+/** Warms every target up, then runs `rounds` interleaved rounds (A B C … A B C …); a target that errors is dropped from the scenario with its reason. */
+async function runScenario(scenario: Scenario, targets: readonly Target[], durationS: number, warmupS: number, rounds: number): Promise<ScenarioResult> {
+  const cells: Cell[] = targets.map((target) => ({ target, runs: [] }));
+  for (const cell of cells) {
+    try {
+      await scenario.generator.run({ url: scenario.url(cell.target), host: BENCH_HOST, durationS: warmupS, connections: scenario.connections, threads: 1 });
+    } catch (err) {
+      cell.error = `warm-up: ${firstLine(err)}`;
+    }
+  }
+  for (let round = 0; round < rounds; round++) {
+    for (const cell of cells) {
+      if (cell.error !== undefined) continue;
+      try {
+        cell.runs.push(await measure(scenario, cell.target, durationS));
+      } catch (err) {
+        cell.error = `round ${round + 1}: ${firstLine(err)}`;
+      }
+    }
+  }
+  return { title: scenario.title, command: scenario.generator.command({ host: BENCH_HOST, durationS, connections: scenario.connections, threads: 1 }), cells };
+}
+
+/** How many resumable handshakes each target resumed (a short pass offering the last session, not interleaved). */
+async function resumptionLine(children: ChildSet, targets: readonly Target[]): Promise<string> {
+  const generator = tlsConnectLoad(children, true);
+  const parts: string[] = [];
+  for (const target of targets) {
+    try {
+      const r = await generator.run({ url: `https://127.0.0.1:${target.httpsPort}/`, host: BENCH_HOST, durationS: 1, connections: 8, threads: 1 });
+      parts.push(`${target.name} ${r.offered > 0 ? formatNumber((100 * r.resumed) / r.offered, 1) : 'n/a'}%`);
+    } catch (err) {
+      parts.push(`${target.name} failed (${firstLine(err)})`);
+    }
+  }
+  return `TLS session resumption (1 s per target, 8 connections, each offering the session it received last): ${parts.join(', ')}. At this low rate the kernel may hand most accepts to one worker, so misses across workers can hide.`;
+}
+
 /**
- * Starts two upstream members and tfgate (`--workers 1`; `BENCH_TFGATE_CLI` names another CLI file) routing
- * `bench.test` to both, then loads each target in turn, interleaved round by round (A B A B …) so drift
- * on a shared machine hits both alike.
- * Every child process is ended before it returns or throws.
+ * Starts two members, tfgate with 1 and N workers, the naive http-proxy baseline and every peer proxy on PATH
+ * (nginx, HAProxy, Caddy; same members, virtual host, certificate, N workers), then measures HTTP keep-alive,
+ * HTTPS keep-alive (wrk) and HTTPS with a new connection per request (tls-connect-load), each interleaving
+ * the targets round by round. Every child process and temp dir is gone before it returns or throws.
  */
 export async function runProxyThroughputBench(): Promise<ThroughputReport> {
-  const durationS = Math.round(envNumber('BENCH_DURATION_S', 5));
+  const durationS = Math.round(envNumber('BENCH_DURATION_S', 3));
   const rounds = Math.round(envNumber('BENCH_ROUNDS', 3));
   const connections = Math.round(envNumber('BENCH_CONNECTIONS', 64));
-  const warmupS = Math.min(2, durationS);
+  const newConnections = Math.round(envNumber('BENCH_NEWCONN_CONNECTIONS', 16));
+  const newConnectionProcesses = Math.round(envNumber('BENCH_NEWCONN_PROCS', 1));
+  const warmupS = Math.round(envNumber('BENCH_WARMUP_S', 1));
+  const workers = Math.round(envNumber('BENCH_WORKERS', cpus().length));
   const children = new ChildSet();
   const dir = await mkdtemp(join(tmpdir(), 'tfgate-bench-'));
   children.removeOnClose(dir);
   try {
-    const generator = pickLoadGenerator(children);
-    const [first, second] = await Promise.all([startUpstream(children), startUpstream(children)]);
-    const routes = join(dir, 'routes.json');
-    await writeFile(routes, JSON.stringify({ [HOST]: { members: [`127.0.0.1:${first.port}`, `127.0.0.1:${second.port}`] } }));
-    const cli = process.env['BENCH_TFGATE_CLI'] ?? fileURLToPath(new URL('../src/cli/tfgate.js', import.meta.url));
-    const gatewayArgs = ['--http', '0', '--https', '0', '--admin', '127.0.0.1:0', '--control', '0', '--state-dir', join(dir, 'state'), '--certs-dir', join(dir, 'certs'), '--routes', routes, '--access-log=false', '--workers', '1'];
-    const gateway = await startGateway(children, cli, gatewayArgs);
-    const targets: Target[] = [
-      { name: 'direct to a member', url: `http://127.0.0.1:${first.port}/`, pid: first.pid },
-      { name: process.env['BENCH_TFGATE_CLI'] ? 'BENCH_TFGATE_CLI --workers 1' : 'tfgate --workers 1', url: `http://127.0.0.1:${gateway.http}/`, pid: gateway.pid },
-    ];
-    for (const target of targets) await checkTarget(target, first.body);
-
-    for (const target of targets) await generator.run({ url: target.url, host: HOST, durationS: warmupS, connections, threads: 1 });
-    const runs = targets.map(() => [] as TargetMeasurement['runs'][number][]);
-    for (let round = 0; round < rounds; round++) {
-      for (const [i, target] of targets.entries()) runs[i]!.push(await measure(generator, target, durationS, connections));
+    const wrk = pickLoadGenerator(children);
+    const certificate = await createBenchCertificate(dir);
+    const members = [await startUpstream(children, 10_000, certificate.pemFile), await startUpstream(children, 10_000, certificate.pemFile)] as const;
+    const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    const started = await startTargets(children, { dir, members, certificate, workers, tfgateVersion: `${pkg.version}, Node ${process.version}` });
+    const failed: FailedTarget[] = [...started.failed];
+    const targets: Target[] = [];
+    for (const target of started.targets) {
+      try {
+        await checkTarget(target, members[0].body, certificate);
+        targets.push(target);
+      } catch (err) {
+        failed.push({ name: target.name, reason: `check failed: ${err instanceof Error ? err.message : String(err)}` });
+      }
     }
-    const measurements = targets.map((t, i) => ({ name: t.name, runs: runs[i]! }));
-    return { measurements, text: report(measurements, generator, { durationS, rounds, connections, warmupS, bodyBytes: Buffer.byteLength(first.body) }) };
+    const scenarios: Scenario[] = [
+      { title: 'HTTP/1.1 keep-alive', generator: wrk, connections, url: (t) => `http://127.0.0.1:${t.httpPort}/` },
+      { title: 'HTTPS keep-alive', generator: wrk, connections, url: (t) => `https://${WRK_TLS_HOST}:${t.httpsPort}/` },
+      { title: 'HTTPS, a new connection (full handshake) per request', generator: tlsConnectLoad(children, false, newConnectionProcesses), connections: newConnections, url: (t) => `https://127.0.0.1:${t.httpsPort}/` },
+    ];
+    const only = process.env['BENCH_SCENARIOS']?.split(',').map(Number);
+    const results: ScenarioResult[] = [];
+    for (const [i, scenario] of scenarios.entries()) {
+      if (only === undefined || only.includes(i + 1)) results.push(await runScenario(scenario, targets, durationS, warmupS, rounds));
+    }
+    const resumption = process.env['BENCH_RESUMPTION'] === '0' ? undefined : await resumptionLine(children, targets.filter((t) => t.kind !== 'direct'));
+    const text = [
+      `Proxy throughput: ${rounds} interleaved rounds of ${durationS} s per target and scenario after a ${warmupS} s warm-up; median and min–max over rounds.`,
+      `Every target: the same two members (Node http, ${Buffer.byteLength(members[0].body)}-byte body), virtual host ${BENCH_HOST}, one ECDSA P-256 certificate, ${workers} workers/threads for the multi-process ones.`,
+      `Keep-alive load: ${wrk.note}, 1 thread; HTTPS URLs use https://${WRK_TLS_HOST}:PORT because wrk sends the URL's host as SNI (the certificate covers both names; Host is ${BENCH_HOST}).`,
+      'CPU µs/req = user+sys of the target\'s whole process tree ÷ requests (for direct: the member\'s). "vs best peer" is against the fastest of nginx, HAProxy and Caddy in that scenario.',
+      '',
+      targetList(targets),
+      ...failed.map((f) => `- ${f.name}: NOT MEASURED, ${f.reason.split('\n').join('\n  ')}`),
+      ...started.missing.map((name) => `- ${name}: not on PATH, skipped`),
+      '',
+      ...results.flatMap((r) => [scenarioTable(r), '']),
+      ...(resumption ? [resumption] : []),
+      ...(results.some((r) => r.cells.some((c) => c.runs.some((run) => run.non2xx + run.errors > 0)))
+        ? ['', 'WARNING: some responses failed or were not 2xx/3xx; those runs do not measure proxying alone.']
+        : []),
+    ].join('\n');
+    return { scenarios: results, text };
   } finally {
     await children.close();
   }
-}
-
-interface Settings {
-  readonly durationS: number;
-  readonly rounds: number;
-  readonly connections: number;
-  readonly warmupS: number;
-  readonly bodyBytes: number;
-}
-
-function report(measurements: readonly TargetMeasurement[], generator: LoadGenerator, s: Settings): string {
-  const direct = median(measurements[0]!.runs.map((r) => r.requestsPerSec));
-  const rows = measurements.map((m) => {
-    const rps = m.runs.map((r) => r.requestsPerSec);
-    const cpu = m.runs.map((r) => r.cpuUsPerRequest).filter((c): c is number => c !== undefined);
-    const failures = m.runs.reduce((sum, r) => sum + r.non2xx + r.errors, 0);
-    return [
-      m.name,
-      formatNumber(median(rps)),
-      `${formatNumber(Math.min(...rps))}–${formatNumber(Math.max(...rps))}`,
-      formatNumber(median(m.runs.map((r) => r.p50Ms)), 2),
-      formatNumber(median(m.runs.map((r) => r.p99Ms)), 2),
-      cpu.length > 0 ? formatNumber(median(cpu), 1) : 'n/a',
-      `${formatNumber(median(rps) / direct, 2)}×`,
-      formatNumber(failures),
-    ];
-  });
-  const failed = measurements.some((m) => m.runs.some((r) => r.non2xx + r.errors > 0));
-  return [
-    `Proxy throughput, HTTP/1.1 keep-alive: ${generator.command({ host: HOST, durationS: s.durationS, connections: s.connections, threads: 1 })}, ` +
-      `${s.bodyBytes}-byte body; ${s.rounds} round(s) interleaved after a ${s.warmupS} s warm-up of each target; ` +
-      `${cpus().length} CPUs shared by load generator, gateway and members; Node ${process.version}.`,
-    `Load generator: ${generator.note}. CPU µs/req = user+sys of the target's process tree ÷ requests (the member's for direct).`,
-    '',
-    markdownTable(['target', 'req/s (median)', 'min–max', 'p50 ms', 'p99 ms', 'CPU µs/req', 'vs direct', 'non-2xx+errors'], rows),
-    '',
-    `Ratio ${measurements[1]?.name ?? 'tfgate'} / direct: ${formatNumber(median(measurements[1]?.runs.map((r) => r.requestsPerSec) ?? [0]) / direct, 2)}×`,
-    ...(failed ? ['', 'WARNING: some responses failed or were not 2xx/3xx; those runs do not measure proxying.'] : []),
-  ].join('\n');
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

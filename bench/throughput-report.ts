@@ -1,0 +1,63 @@
+import type { LoadResult } from './load-generator.js';
+import { formatNumber, markdownTable, median } from './stats.js';
+import type { Target } from './targets.js';
+
+/** One measured run: the generator's result and the target's CPU per request (µs) where /proc tells. */
+export type Run = LoadResult & { readonly cpuUsPerRequest: number | undefined; readonly generatorCpuPercent?: number };
+
+/** One target in one scenario: its runs, or why it could not be measured. */
+export interface Cell {
+  readonly target: Target;
+  readonly runs: Run[];
+  error?: string;
+}
+
+/** One scenario's results and how they were produced. */
+export interface ScenarioResult {
+  readonly title: string;
+  /** The load generator and its settings, as a command line. */
+  readonly command: string;
+  readonly cells: readonly Cell[];
+}
+
+const rpsOf = (cell: Cell): number | undefined => (cell.runs.length > 0 ? median(cell.runs.map((r) => r.requestsPerSec)) : undefined);
+const ratio = (value: number | undefined, base: number | undefined): string =>
+  value === undefined || base === undefined || base === 0 ? 'n/a' : `${formatNumber(value / base, 2)}×`;
+
+/** The markdown table of one scenario: medians and min–max over rounds, CPU per request, ratios to direct, nginx and the best peer. */
+export function scenarioTable(result: ScenarioResult): string {
+  const direct = result.cells.find((c) => c.target.kind === 'direct');
+  const nginx = result.cells.find((c) => c.target.name === 'nginx');
+  const peers = result.cells.filter((c) => c.target.kind === 'peer' && c.runs.length > 0);
+  const best = peers.reduce<Cell | undefined>((b, c) => (b === undefined || rpsOf(c)! > rpsOf(b)! ? c : b), undefined);
+  const withGenerator = result.cells.some((c) => c.runs.some((r) => r.generatorCpuPercent !== undefined));
+  const rows = result.cells.map((cell) => {
+    if (cell.runs.length === 0) return [cell.target.name, `failed: ${cell.error ?? 'no runs'}`];
+    const rps = cell.runs.map((r) => r.requestsPerSec);
+    const cpu = cell.runs.map((r) => r.cpuUsPerRequest).filter((c): c is number => c !== undefined);
+    const failures = cell.runs.reduce((sum, r) => sum + r.non2xx + r.errors, 0);
+    const generator = cell.runs.map((r) => r.generatorCpuPercent).filter((c): c is number => c !== undefined);
+    return [
+      cell.target.name,
+      formatNumber(median(rps)),
+      `${formatNumber(Math.min(...rps))}–${formatNumber(Math.max(...rps))}`,
+      formatNumber(median(cell.runs.map((r) => r.p50Ms)), 2),
+      formatNumber(median(cell.runs.map((r) => r.p99Ms)), 2),
+      cpu.length > 0 ? formatNumber(median(cpu), 1) : 'n/a',
+      ratio(rpsOf(cell), direct && rpsOf(direct)),
+      ratio(rpsOf(cell), nginx && rpsOf(nginx)),
+      ratio(rpsOf(cell), best && rpsOf(best)),
+      ...(withGenerator ? [generator.length > 0 ? `${formatNumber(median(generator))}%` : 'n/a'] : []),
+      formatNumber(failures) + (cell.error ? ` (${cell.error})` : ''),
+    ];
+  });
+  const header = ['target', 'req/s', 'min–max', 'p50 ms', 'p99 ms', 'CPU µs/req', 'vs direct', 'vs nginx', `vs best peer${best ? ` (${best.target.name})` : ''}`];
+  if (withGenerator) header.push('load gen CPU');
+  header.push('errors');
+  return [`### ${result.title}`, '', `\`${result.command}\``, '', markdownTable(header, rows)].join('\n');
+}
+
+/** One line per target: what ran, its version and the worker count it was given. */
+export function targetList(targets: readonly Target[]): string {
+  return targets.map((t) => `- ${t.name}: ${t.version}`).join('\n');
+}
