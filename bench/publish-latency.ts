@@ -1,0 +1,127 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { Cluster, Location, createClientKeys, openStore } from '../src/control/index.js';
+
+/**
+ * Publish → routable latency: a control session publishes names one after another through a real
+ * `tfgate serve --workers N` (its reply means "live in every worker"), and each name is requested at
+ * once; with B background routes already in the table (static routes), so the cost of a change at
+ * scale shows. Prints p50/p99 of the publish round trip and the gateway's RSS.
+ */
+
+const CLI = join(fileURLToPath(new URL('.', import.meta.url)), '..', 'src', 'cli', 'tfgate.js');
+
+interface Result {
+  readonly workers: number;
+  readonly background: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly max: number;
+  readonly rssMb: number;
+}
+
+async function run(workers: number, background: number, publishes: number): Promise<Result> {
+  const dir = mkdtempSync(join(tmpdir(), 'tfgate-publish-bench-'));
+  const member = createServer((_req, res) => res.end('ok'));
+  member.listen(0, '127.0.0.1');
+  await new Promise((resolve) => member.once('listening', resolve));
+  const memberAddress = `127.0.0.1:${(member.address() as AddressInfo).port}`;
+  const routes: Record<string, { members: string[] }> = {};
+  for (let i = 0; i < background; i++) routes[`bg${i}.static.test`] = { members: [memberAddress] };
+  writeFileSync(join(dir, 'routes.json'), JSON.stringify(routes));
+  const child = spawn(process.execPath, [CLI, 'serve', '--http', '127.0.0.1:0', '--https', '127.0.0.1:0', '--control', '127.0.0.1:0', '--admin', '127.0.0.1:0',
+    '--state-dir', join(dir, 'state'), '--certs-dir', join(dir, 'certs'), '--routes', join(dir, 'routes.json'), '--global-domain', 'test', '--access-log=false', '--workers', String(workers)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const listening = await new Promise<{ http: number; control: number; publicKey: string }>((resolve, reject) => {
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        if (line.includes('"msg":"listening"')) resolve(JSON.parse(line) as { http: number; control: number; publicKey: string });
+      });
+      child.once('exit', (code) => reject(new Error(`tfgate exited with ${code}`)));
+    });
+    const keys = createClientKeys(join(dir, 'keys'), 'bench');
+    const store = openStore(join(dir, 'state'));
+    store.addAccount(Buffer.from(keys.publicKey).toString('base64'), 'bench');
+    store.close();
+    const location = await Location.connect({ host: '127.0.0.1', port: listening.control, serverKey: listening.publicKey, keys });
+    const times: number[] = [];
+    try {
+      for (let i = 0; i < publishes; i++) {
+        const fqdn = `p${i}.test`;
+        const started = process.hrtime.bigint();
+        await location.endpointFor(fqdn).publish(new Cluster([memberAddress]), fqdn);
+        times.push(Number(process.hrtime.bigint() - started) / 1e6);
+        const status = await get(listening.http, fqdn);
+        if (status !== 200) throw new Error(`${fqdn} answered ${status} right after its publish was acknowledged`);
+      }
+    } finally {
+      await location.close();
+    }
+    const rssMb = treeRssMb(child.pid!);
+    times.sort((a, b) => a - b);
+    const at = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))]!;
+    return { workers, background, p50: at(0.5), p99: at(0.99), max: times[times.length - 1]!, rssMb };
+  } finally {
+    child.kill('SIGTERM');
+    member.close();
+    await new Promise((resolve) => child.once('exit', resolve));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function get(port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, headers: { host }, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** RSS of a process and its children (the workers), from /proc. */
+function treeRssMb(pid: number): number {
+  let children: number[] = [];
+  try {
+    children = execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+  } catch {
+    // pgrep exits 1 when there are none (--workers 1)
+  }
+  const pids = [pid, ...children];
+  let kb = 0;
+  for (const p of pids) {
+    const status = readFileSync(`/proc/${p}/status`, 'utf8');
+    kb += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  }
+  return kb / 1024;
+}
+
+/** Runs the publish-latency table. */
+export async function publishLatencyBench(): Promise<string> {
+  const publishes = Number(process.env.BENCH_PUBLISHES ?? 200);
+  const rows: Result[] = [];
+  for (const [workers, background] of [[1, 0], [2, 0], [2, 10_000], [2, 100_000]] as const) rows.push(await run(workers, background, publishes));
+  const lines = [
+    `Publish → routable: ${publishes} publishes in a row by one SDK session; the reply means live in every worker, checked by a request`,
+    '| workers | routes already there | p50 ms | p99 ms | max ms | RSS of all processes |',
+    '|--------:|---------------------:|-------:|-------:|-------:|---------------------:|',
+    ...rows.map((r) => `| ${r.workers} | ${r.background.toLocaleString('en')} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${r.max.toFixed(1)} | ${r.rssMb.toFixed(0)} MB |`),
+  ];
+  return lines.join('\n');
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  publishLatencyBench().then(
+    (table) => console.log(table),
+    (err: unknown) => {
+      console.error(err);
+      process.exitCode = 1;
+    },
+  );
+}
