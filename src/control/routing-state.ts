@@ -1,3 +1,4 @@
+import { LayeredMap } from '../vhost/index.js';
 import type { CertificateSpec, RouteSpec, RoutingState } from '../vhost/index.js';
 
 /**
@@ -10,6 +11,12 @@ export class RoutingStateBuilder {
   #version = 0;
   #static = new Map<string, RouteSpec>();
   readonly #session = new Map<string, RouteSpec>();
+  /** Every route, static and session, as of the last snapshot (immutable: snapshots share it). */
+  #routes = LayeredMap.of<string, RouteSpec>();
+  /** Changes since the last snapshot. */
+  readonly #upserts = new Map<string, RouteSpec>();
+  readonly #removals = new Set<string>();
+  #snapshotVersion = 0;
   /** Session certificates by the fqdn they were published with. */
   readonly #sessionCertificates = new Map<string, CertificateSpec>();
   /** Default, operator and ACME certificates by key. */
@@ -19,7 +26,10 @@ export class RoutingStateBuilder {
 
   /** Replaces every static route. */
   setStatic(specs: readonly RouteSpec[]): void {
-    this.#static = new Map(specs.map((spec) => [spec.fqdn, spec]));
+    const next = new Map(specs.map((spec) => [spec.fqdn, spec]));
+    for (const fqdn of this.#static.keys()) if (!next.has(fqdn)) this.#record(fqdn, this.#session.get(fqdn));
+    for (const [fqdn, spec] of next) if (this.#static.get(fqdn) !== spec) this.#record(fqdn, spec);
+    this.#static = next;
     this.#changed(false);
   }
 
@@ -49,7 +59,9 @@ export class RoutingStateBuilder {
    * published earlier for the fqdn stops being served; `undefined`: leave it as it is).
    */
   putSession(spec: RouteSpec, certificate?: CertificateSpec | null): void {
-    this.#session.set(spec.fqdn, Object.freeze({ ...spec, members: Object.freeze([...spec.members]) }));
+    const frozen = Object.freeze({ ...spec, members: Object.freeze([...spec.members]) });
+    this.#session.set(spec.fqdn, frozen);
+    if (!this.#static.has(spec.fqdn)) this.#record(spec.fqdn, frozen);
     let certificatesChanged = false;
     if (certificate === null) certificatesChanged = this.#sessionCertificates.delete(spec.fqdn);
     else if (certificate !== undefined) {
@@ -65,26 +77,63 @@ export class RoutingStateBuilder {
   /** Removes a session route and its certificate; returns false when there was none. */
   removeSession(fqdn: string): boolean {
     const removed = this.#session.delete(fqdn);
+    if (removed && !this.#static.has(fqdn)) this.#record(fqdn, undefined);
     const hadCertificate = this.#sessionCertificates.delete(fqdn);
     if (removed || hadCertificate) this.#changed(hadCertificate);
     return removed;
   }
 
-  /** The current state, built once per change; certificates keep their identity while unchanged. */
+  /**
+   * The current state, built once per change: the changes since the previous snapshot, and the whole
+   * table as `routes`, made into a record only when someone reads it. Certificates keep their identity
+   * while unchanged.
+   */
   snapshot(): RoutingState {
     if (!this.#snapshot) {
-      const routes: Record<string, RouteSpec> = Object.create(null) as Record<string, RouteSpec>;
-      for (const [fqdn, spec] of this.#session) routes[fqdn] = spec;
-      for (const [fqdn, spec] of this.#static) routes[fqdn] = spec;
       if (!this.#certificates) {
         const certificates: Record<string, CertificateSpec> = Object.create(null) as Record<string, CertificateSpec>;
         for (const [key, spec] of this.#gatewayCertificates) certificates[key] = spec;
         for (const [fqdn, spec] of this.#sessionCertificates) certificates[`session:${fqdn}`] = spec;
         this.#certificates = Object.freeze(certificates);
       }
-      this.#snapshot = Object.freeze({ version: this.#version, routes: Object.freeze(routes), certificates: this.#certificates });
+      const changes = Object.freeze({
+        base: this.#snapshotVersion,
+        upserts: Object.freeze([...this.#upserts.values()]),
+        removals: Object.freeze([...this.#removals]),
+      });
+      this.#routes = this.#routes.with(this.#upserts, this.#removals);
+      this.#upserts.clear();
+      this.#removals.clear();
+      this.#snapshotVersion = this.#version;
+      // An immutable map: the record can be made later, lazily, and still show this version.
+      const routes = this.#routes;
+      let record: Readonly<Record<string, RouteSpec>> | undefined;
+      this.#snapshot = Object.freeze({
+        version: this.#version,
+        get routes(): Readonly<Record<string, RouteSpec>> {
+          if (!record) {
+            const built: Record<string, RouteSpec> = Object.create(null) as Record<string, RouteSpec>;
+            for (const [fqdn, spec] of routes.entries()) built[fqdn] = spec;
+            record = Object.freeze(built);
+          }
+          return record;
+        },
+        certificates: this.#certificates,
+        changes,
+      });
     }
     return this.#snapshot;
+  }
+
+  /** Sets (or, with undefined, removes) the route in force for `fqdn`, and notes the change. */
+  #record(fqdn: string, spec: RouteSpec | undefined): void {
+    if (spec) {
+      this.#upserts.set(fqdn, spec);
+      this.#removals.delete(fqdn);
+    } else {
+      this.#upserts.delete(fqdn);
+      this.#removals.add(fqdn);
+    }
   }
 
   #changed(certificates: boolean): void {

@@ -2,8 +2,8 @@ import { Cluster, UpstreamRegistry, createBalancer } from '../upstreams/index.js
 import type { BalancerName, EjectionPolicy, Upstream } from '../upstreams/index.js';
 import { CertStore, SecureContextCache, parseCertificateBundle } from '../sni/index.js';
 import type { StoredCertificate } from '../sni/index.js';
-import { RouteTableRef, compileRoutes } from '../vhost/index.js';
-import type { CertificateSpec, RouteSpec, RoutingState } from '../vhost/index.js';
+import { RouteTable, RouteTableRef } from '../vhost/index.js';
+import type { CertificateSpec, RouteSpec, RoutingChanges, RoutingState } from '../vhost/index.js';
 import type { Route } from './route.js';
 
 /**
@@ -18,7 +18,8 @@ export class DataPlane {
   readonly registry: UpstreamRegistry;
   readonly #balancer: BalancerName;
   readonly #onMembersDropped: (dropped: Upstream[]) => void;
-  #clusters = new Map<string, { spec: RouteSpec; route: Route }>();
+  /** The runtime route of each fqdn in force; changed in place by the one writer (apply). */
+  readonly #clusters = new Map<string, { spec: RouteSpec; route: Route }>();
   readonly #contexts: SecureContextCache;
   #certificateSpecs: RoutingState['certificates'];
   #parsed = new Map<CertificateSpec, StoredCertificate>();
@@ -55,25 +56,66 @@ export class DataPlane {
   }
 
   /**
-   * Compiles and installs `state`; an older version than the one in force is ignored. Throws (and
+   * Installs `state`: its `changes` when this plane runs their base version (cost proportional to the
+   * change), else the whole table. An older version than the one in force is ignored. Throws (and
    * changes nothing) when a certificate in it cannot be parsed: the writer validates them first.
    */
   apply(state: RoutingState): void {
-    if (state.version < this.routes.current.version) return;
+    const current = this.routes.current;
+    if (state.version < current.version) return;
+    if (state.changes && state.changes.base === current.version && current.version > 0) {
+      this.applyChanges(state.version, state.changes, state.certificates);
+      return;
+    }
     if (state.certificates !== this.#certificateSpecs) this.#installCertificates(state.certificates);
-    const next = new Map<string, { spec: RouteSpec; route: Route }>();
-    const table = compileRoutes(state, (spec) => {
-      const known = this.#clusters.get(spec.fqdn);
-      const route = known && sameSpec(known.spec, spec) ? known.route : this.#build(spec);
-      next.set(spec.fqdn, { spec, route });
-      return route;
-    });
-    this.#clusters = next;
-    this.routes.swap(table);
-    const inUse = new Set<Upstream>();
-    for (const { route } of next.values()) for (const member of route.cluster.members) inUse.add(member);
-    const dropped = this.registry.sweep(inUse);
+    const specs = state.routes;
+    const removals: string[] = [];
+    for (const fqdn of this.#clusters.keys()) if (!Object.hasOwn(specs, fqdn)) removals.push(fqdn);
+    const dropped = this.#update(Object.values(specs), removals);
+    const entries: [string, Route][] = [];
+    for (const [fqdn, { route }] of this.#clusters) entries.push([fqdn, route]);
+    this.routes.swap(new RouteTable(state.version, entries));
     if (dropped.length > 0) this.#onMembersDropped(dropped);
+  }
+
+  /**
+   * Applies the changes from the version in force to `version`; false (and nothing changed) when this
+   * plane does not run `changes.base`, so the caller sends the whole state instead.
+   */
+  applyChanges(version: number, changes: RoutingChanges, certificates: RoutingState['certificates']): boolean {
+    const current = this.routes.current;
+    if (changes.base !== current.version) return version <= current.version;
+    if (certificates !== this.#certificateSpecs) this.#installCertificates(certificates);
+    const dropped = this.#update(changes.upserts, changes.removals);
+    const upserted: [string, Route][] = changes.upserts.map((spec) => [spec.fqdn, this.#clusters.get(spec.fqdn)!.route]);
+    this.routes.swap(current.derive(version, upserted, changes.removals));
+    if (dropped.length > 0) this.#onMembersDropped(dropped);
+    return true;
+  }
+
+  /**
+   * Brings the runtime clusters in line with `upserts` and `removals`: a cluster whose spec did not
+   * change is kept whole, members are counted per route. Returns the members no route uses any more.
+   */
+  #update(upserts: Iterable<RouteSpec>, removals: Iterable<string>): Upstream[] {
+    const released: Upstream[] = [];
+    for (const spec of upserts) {
+      const known = this.#clusters.get(spec.fqdn);
+      if (known && sameSpec(known.spec, spec)) {
+        if (known.spec !== spec) this.#clusters.set(spec.fqdn, { spec, route: known.route });
+        continue;
+      }
+      this.#clusters.set(spec.fqdn, { spec, route: this.#build(spec) });
+      if (known) released.push(...known.route.cluster.members);
+    }
+    for (const fqdn of removals) {
+      const known = this.#clusters.get(fqdn);
+      if (!known) continue;
+      this.#clusters.delete(fqdn);
+      released.push(...known.route.cluster.members);
+    }
+    // Released after the new clusters took their references, so a member kept by a republish stays.
+    return released.filter((member) => this.registry.release(member));
   }
 
   #installCertificates(specs: RoutingState['certificates']): void {
@@ -92,7 +134,7 @@ export class DataPlane {
   }
 
   #build(spec: RouteSpec): Route {
-    const members = spec.members.map((address) => this.registry.get(address));
+    const members = spec.members.map((address) => this.registry.acquire(address));
     const cluster = new Cluster(spec.cluster, members, createBalancer(this.#balancer));
     return Object.freeze({ fqdn: spec.fqdn, cluster, rewrite: spec.rewrite });
   }

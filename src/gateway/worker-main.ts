@@ -11,9 +11,11 @@ import type { FromWorker, ToWorker } from './workers.js';
 function main(): void {
   let plane: LocalPlane | undefined;
   let listening = false;
-  let pendingState: Extract<ToWorker, { t: 'state' }>['state'] | undefined;
+  let starting = false;
   let start: Extract<ToWorker, { t: 'start' }> | undefined;
   let closing = false;
+  /** The certificates in force, kept so a delta without certificates leaves them as they are. */
+  let certificates: Extract<ToWorker, { t: 'state' }>['state']['certificates'];
   const send = (message: FromWorker): void => {
     if (process.connected) process.send!(message);
   };
@@ -35,22 +37,30 @@ function main(): void {
         plane = new LocalPlane(message.config, log, Buffer.from(message.ticketKeys));
         break;
       }
+      case 'changes':
+        if (!plane || !start) return;
+        certificates = message.certificates ?? certificates;
+        if (!plane.dataPlane.applyChanges(message.version, message.changes, certificates)) {
+          send({ t: 'resync', version: plane.dataPlane.version });
+          return;
+        }
+        if (listening) send({ t: 'applied', version: message.version });
+        break;
       case 'state':
         if (!plane || !start) return;
+        certificates = message.state.certificates;
         plane.apply(message.state);
         if (listening) {
           send({ t: 'applied', version: message.state.version });
           return;
         }
-        if (pendingState) {
-          pendingState = message.state;
-          return;
-        }
-        pendingState = message.state;
+        if (starting) return;
+        starting = true;
         plane.start(start.http, start.https).then(
           (ports) => {
             listening = true;
-            send({ t: 'applied', version: pendingState!.version });
+            // Whatever arrived while binding is applied too: report the version in force.
+            send({ t: 'applied', version: plane!.dataPlane.version });
             send({ t: 'listening', ...ports });
           },
           (err: unknown) => {

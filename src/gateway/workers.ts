@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { ListenAddress } from '../config.js';
 import type { Logger } from '../log.js';
-import type { RoutingState } from '../vhost/index.js';
+import type { RoutingChanges, RoutingState } from '../vhost/index.js';
 import type { PlaneConfig } from './local-plane.js';
 import { mergeReports } from './plane-report.js';
 import type { PlaneReport } from './plane-report.js';
@@ -14,6 +14,7 @@ import type { PlaneHost } from './plane-host.js';
 export type ToWorker =
   | { t: 'start'; config: PlaneConfig; http: ListenAddress; https: ListenAddress; ticketKeys: Buffer }
   | { t: 'state'; state: RoutingState }
+  | { t: 'changes'; version: number; changes: RoutingChanges; certificates?: RoutingState['certificates'] }
   | { t: 'challenges'; challenges: Record<string, string>; id: number }
   | { t: 'ticket-keys'; keys: Buffer }
   | { t: 'report'; id: number }
@@ -25,6 +26,7 @@ export type FromWorker =
   | { t: 'ready' }
   | { t: 'listening'; http: number; https: number }
   | { t: 'applied'; version: number }
+  | { t: 'resync'; version: number }
   | { t: 'report'; id: number; report: PlaneReport }
   | { t: 'challenges'; id: number }
   | { t: 'metrics'; id: number; metrics: unknown[] }
@@ -48,6 +50,9 @@ interface Member {
   readonly worker: Worker;
   applied: number;
   listening: boolean;
+  /** The last version and certificates sent, so the next state can go as a delta. */
+  sent: number;
+  sentCertificates: RoutingState['certificates'];
 }
 
 /**
@@ -88,9 +93,12 @@ export class WorkerPool implements PlaneHost {
     return this.#ports!;
   }
 
-  /** Sends a state to every worker; resolves when each live worker has applied it (or was replaced). */
+  /**
+   * Sends a state to every worker — as the changes since the version it was last sent when there are
+   * such, else whole — and resolves when each live worker has applied it (or was replaced).
+   */
   async apply(state: RoutingState): Promise<void> {
-    this.#broadcast({ t: 'state', state });
+    for (const member of this.#members.values()) this.#sendState(member, state);
     await new Promise<void>((resolve) => {
       const waiter = {
         version: state.version,
@@ -157,7 +165,7 @@ export class WorkerPool implements PlaneHost {
 
   #fork(): Promise<{ http: number; https: number }> {
     const worker = cluster.fork({ TFGATE_WORKER: '1' });
-    const member: Member = { worker, applied: -1, listening: false };
+    const member: Member = { worker, applied: -1, listening: false, sent: -1, sentCertificates: undefined };
     this.#members.set(worker.id, member);
     return new Promise((resolve, reject) => {
       worker.on('message', (message: FromWorker) => {
@@ -179,10 +187,15 @@ export class WorkerPool implements PlaneHost {
               ticketKeys: this.#ticketKeys,
             });
             this.#send(worker, { t: 'challenges', challenges: this.#challenges, id: 0 });
-            this.#send(worker, { t: 'state', state: this.#o.state() });
+            this.#sendState(member, this.#o.state(), true);
+            break;
+          case 'resync':
+            this.#o.log.warn({ worker: worker.id, version: message.version }, 'worker asked for the whole routing state');
+            this.#sendState(member, this.#o.state(), true);
             break;
           case 'listening':
             member.listening = true;
+            for (const waiter of this.#waiters) waiter.check();
             if (this.#ports && (message.http !== this.#ports.http || message.https !== this.#ports.https)) {
               // Every worker had died, so the shared port-0 socket closed and a new port was drawn.
               this.#o.log.error({ worker: worker.id, http: message.http, https: message.https, was: this.#ports }, 'worker listens on other ports than announced');
@@ -217,6 +230,20 @@ export class WorkerPool implements PlaneHost {
         this.#replace();
       });
     });
+  }
+
+  /** One state to one worker: the delta from what it has, or the whole (plain) state. */
+  #sendState(member: Member, state: RoutingState, whole = false): void {
+    if (member.sent < 0 && !whole) return; // not fed yet: it gets the state in force when it says it is ready
+    const changes = state.changes;
+    if (!whole && changes && changes.base === member.sent) {
+      const certificates = state.certificates === member.sentCertificates ? undefined : state.certificates;
+      this.#send(member.worker, { t: 'changes', version: state.version, changes, ...(certificates ? { certificates } : {}) });
+    } else {
+      this.#send(member.worker, { t: 'state', state: { version: state.version, routes: state.routes, ...(state.certificates ? { certificates: state.certificates } : {}) } });
+    }
+    member.sent = state.version;
+    member.sentCertificates = state.certificates;
   }
 
   /** Forks a replacement; backs off when workers die in a loop so a crash cannot become a fork bomb. */

@@ -5,9 +5,12 @@ import type { EjectionPolicy } from './upstream.js';
 /**
  * Hands out one {@link Upstream} per member address so live counters survive republishes, and
  * forgets members no route uses any more (their connection pools are closed by whoever listens).
+ * Each route that uses a member holds one reference to it ({@link acquire} / {@link release}).
  */
 export class UpstreamRegistry {
   readonly #byAddress = new Map<string, Upstream>();
+  /** How many routes use each member: changes cost what they touch, not the size of the table. */
+  readonly #uses = new Map<Upstream, number>();
   readonly #policy: EjectionPolicy;
   readonly #maxInFlight: number;
 
@@ -17,29 +20,40 @@ export class UpstreamRegistry {
     this.#maxInFlight = maxInFlight;
   }
 
-  /** The member for `host:port`; throws on an invalid address (routing state is validated before it gets here). */
-  get(address: string): Upstream {
-    const known = this.#byAddress.get(address);
-    if (known) return known;
-    const parsed = parseMemberAddress(address);
-    if (!parsed.ok) throw new Error(parsed.reason);
-    const existing = this.#byAddress.get(parsed.value.address);
-    if (existing) return existing;
-    const upstream = new Upstream(parsed.value, this.#policy, this.#maxInFlight);
-    this.#byAddress.set(parsed.value.address, upstream);
+  /** The member for `host:port` if some route uses it, without taking a reference. */
+  peek(address: string): Upstream | undefined {
+    return this.#byAddress.get(address);
+  }
+
+  /**
+   * The member for `host:port`, counted as used once more (one route referencing it); throws on an
+   * invalid address (routing state is validated before it gets here).
+   */
+  acquire(address: string): Upstream {
+    let upstream = this.#byAddress.get(address);
+    if (!upstream) {
+      const parsed = parseMemberAddress(address);
+      if (!parsed.ok) throw new Error(parsed.reason);
+      upstream = this.#byAddress.get(parsed.value.address);
+      if (!upstream) {
+        upstream = new Upstream(parsed.value, this.#policy, this.#maxInFlight);
+        this.#byAddress.set(parsed.value.address, upstream);
+      }
+    }
+    this.#uses.set(upstream, (this.#uses.get(upstream) ?? 0) + 1);
     return upstream;
   }
 
-  /** Drops every member not in `inUse` and returns the dropped ones. */
-  sweep(inUse: ReadonlySet<Upstream>): Upstream[] {
-    const dropped: Upstream[] = [];
-    for (const [address, upstream] of this.#byAddress) {
-      if (!inUse.has(upstream)) {
-        this.#byAddress.delete(address);
-        dropped.push(upstream);
-      }
+  /** One route less uses `upstream`; true when it was the last one (the member is forgotten). */
+  release(upstream: Upstream): boolean {
+    const uses = (this.#uses.get(upstream) ?? 0) - 1;
+    if (uses > 0) {
+      this.#uses.set(upstream, uses);
+      return false;
     }
-    return dropped;
+    this.#uses.delete(upstream);
+    this.#byAddress.delete(upstream.address);
+    return true;
   }
 
   /** Every member currently known. */

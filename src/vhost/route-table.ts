@@ -1,26 +1,55 @@
 import { wildcardParent } from '../hostname.js';
+import { LayeredMap } from './layered-map.js';
 
 /**
  * A frozen route table: exact names first, then a one-label wildcard (`*.example.com` matches
  * `a.example.com`, not `a.b.example.com` nor `example.com`), as TLS wildcards do.
- * Lookup is two hash probes whatever the number of routes.
+ * Lookup is a few hash probes whatever the number of routes; a derived table costs the change,
+ * not the size of the table (see {@link LayeredMap}).
  */
 export class RouteTable<R> {
-  readonly #exact: ReadonlyMap<string, R>;
+  readonly #exact: LayeredMap<string, R>;
   /** Keyed by the wildcard's parent: `*.example.com` is stored under `example.com`. */
-  readonly #wildcard: ReadonlyMap<string, R>;
+  readonly #wildcard: LayeredMap<string, R>;
 
-  constructor(readonly version: number, entries: Iterable<readonly [fqdn: string, route: R]>) {
-    const exact = new Map<string, R>();
-    const wildcard = new Map<string, R>();
-    for (const [fqdn, route] of entries) {
-      const parent = wildcardParent(fqdn);
-      if (parent === undefined) exact.set(fqdn, route);
-      else wildcard.set(parent, route);
+  constructor(readonly version: number, entries: Iterable<readonly [fqdn: string, route: R]>, maps?: { exact: LayeredMap<string, R>; wildcard: LayeredMap<string, R> }) {
+    if (maps) {
+      this.#exact = maps.exact;
+      this.#wildcard = maps.wildcard;
+    } else {
+      const exact: [string, R][] = [];
+      const wildcard: [string, R][] = [];
+      for (const [fqdn, route] of entries) {
+        const parent = wildcardParent(fqdn);
+        if (parent === undefined) exact.push([fqdn, route]);
+        else wildcard.push([parent, route]);
+      }
+      this.#exact = LayeredMap.of(exact);
+      this.#wildcard = LayeredMap.of(wildcard);
     }
-    this.#exact = exact;
-    this.#wildcard = wildcard;
     Object.freeze(this);
+  }
+
+  /** A new table: this one with `upserts` set and `removals` gone. */
+  derive(version: number, upserts: Iterable<readonly [fqdn: string, route: R]>, removals: Iterable<string>): RouteTable<R> {
+    const exactSets: [string, R][] = [];
+    const wildcardSets: [string, R][] = [];
+    const exactDeletes: string[] = [];
+    const wildcardDeletes: string[] = [];
+    for (const fqdn of removals) {
+      const parent = wildcardParent(fqdn);
+      if (parent === undefined) exactDeletes.push(fqdn);
+      else wildcardDeletes.push(parent);
+    }
+    for (const [fqdn, route] of upserts) {
+      const parent = wildcardParent(fqdn);
+      if (parent === undefined) exactSets.push([fqdn, route]);
+      else wildcardSets.push([parent, route]);
+    }
+    return new RouteTable<R>(version, [], {
+      exact: exactSets.length + exactDeletes.length === 0 ? this.#exact : this.#exact.with(exactSets, exactDeletes),
+      wildcard: wildcardSets.length + wildcardDeletes.length === 0 ? this.#wildcard : this.#wildcard.with(wildcardSets, wildcardDeletes),
+    });
   }
 
   /** The route for a normalised hostname, or undefined. Hot path: no allocation. */
@@ -40,6 +69,6 @@ export class RouteTable<R> {
   /** Every route with its fqdn, for status pages. */
   *entries(): IterableIterator<[string, R]> {
     yield* this.#exact.entries();
-    for (const [parent, route] of this.#wildcard) yield [`*.${parent}`, route];
+    for (const [parent, route] of this.#wildcard.entries()) yield [`*.${parent}`, route];
   }
 }

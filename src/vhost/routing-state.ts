@@ -11,6 +11,18 @@ export interface RoutingState {
   readonly routes: Readonly<Record<string, RouteSpec>>;
   /** Certificates by key (`default`, `operator:<file>`, `session:<fqdn>`, `acme:<fqdn>`); absent when HTTPS is off. */
   readonly certificates?: Readonly<Record<string, CertificateSpec>>;
+  /**
+   * What changed since version `base`: a data plane that runs `base` applies these instead of the
+   * whole table, so a publish costs the same with ten routes or a hundred thousand.
+   */
+  readonly changes?: RoutingChanges;
+}
+
+/** The routes set and removed between two versions (disjoint). */
+export interface RoutingChanges {
+  readonly base: number;
+  readonly upserts: readonly RouteSpec[];
+  readonly removals: readonly string[];
 }
 
 /** One published fqdn and the cluster behind it. */

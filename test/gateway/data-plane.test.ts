@@ -41,3 +41,50 @@ describe('DataPlane', () => {
     expect(dropped.at(-1)?.map((m) => m.address)).toEqual(['127.0.0.1:2']);
   });
 });
+
+describe('DataPlane changes', () => {
+  it('applies a builder snapshot as changes when it runs their base, and as a whole otherwise, with the same result', async () => {
+    const { RoutingStateBuilder } = await import('../../src/control/routing-state.js');
+    const builder = new RoutingStateBuilder();
+    const incremental = new DataPlane({ balancer: 'least-outstanding' });
+    const dropped: string[] = [];
+    const tracked = new DataPlane({ balancer: 'least-outstanding', onMembersDropped: (d) => dropped.push(...d.map((m) => m.address)) });
+    builder.setStatic([spec('static.test', ['127.0.0.1:1'])]);
+    for (const plane of [incremental, tracked]) plane.apply(builder.snapshot());
+    const staticRoute = incremental.routes.current.lookup('static.test');
+    for (let i = 0; i < 50; i++) {
+      builder.putSession(spec(`s${i % 7}.test`, [`127.0.0.1:${10 + (i % 3)}`], `c${i}`));
+      if (i % 5 === 0) builder.removeSession(`s${(i + 3) % 7}.test`);
+      const state = builder.snapshot();
+      expect(state.changes?.base).toBe(incremental.version);
+      incremental.apply(state);
+      tracked.apply(state);
+    }
+    // A plane that starts late gets the whole state and ends up the same.
+    const late = new DataPlane({ balancer: 'least-outstanding' });
+    late.apply(builder.snapshot());
+    const describe = (plane: DataPlane) => [...plane.routes.current.entries()].map(([fqdn, route]) => [fqdn, route.cluster.id, route.cluster.members.map((m) => m.address)]).sort();
+    expect(describe(incremental)).toEqual(describe(late));
+    expect(Object.keys(builder.snapshot().routes).sort()).toEqual(describe(late).map(([fqdn]) => fqdn));
+    expect(incremental.routes.current.lookup('static.test')).toBe(staticRoute);
+    // The registry holds exactly the members some route uses; the others were handed over to be closed.
+    const inUse = new Set(describe(tracked).flatMap(([, , members]) => members as string[]));
+    expect([...tracked.registry.all()].map((m) => m.address).sort()).toEqual([...inUse].sort());
+    expect(dropped).toEqual([]);
+    for (let i = 0; i < 7; i++) builder.removeSession(`s${i}.test`);
+    tracked.apply(builder.snapshot());
+    expect(dropped.sort()).toEqual(['127.0.0.1:10', '127.0.0.1:11', '127.0.0.1:12']);
+    expect([...tracked.registry.all()].map((m) => m.address)).toEqual(['127.0.0.1:1']);
+  });
+
+  it('refuses changes whose base it does not run, so the whole state is sent instead', () => {
+    const plane = new DataPlane({ balancer: 'least-outstanding' });
+    plane.apply(state(4, spec('a.test', ['127.0.0.1:1'])));
+    expect(plane.applyChanges(6, { base: 5, upserts: [spec('b.test', ['127.0.0.1:2'])], removals: [] }, undefined)).toBe(false);
+    expect(plane.routes.current.lookup('b.test')).toBeUndefined();
+    expect(plane.applyChanges(5, { base: 4, upserts: [spec('b.test', ['127.0.0.1:2'])], removals: ['a.test'] }, undefined)).toBe(true);
+    expect(plane.routes.current.lookup('a.test')).toBeUndefined();
+    expect(plane.routes.current.lookup('b.test')?.cluster.members[0]?.address).toBe('127.0.0.1:2');
+    expect(plane.version).toBe(5);
+  });
+});

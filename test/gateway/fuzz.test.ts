@@ -210,7 +210,7 @@ describe('HTTP request fuzzer', () => {
     // The state is what it was: same routes, member not ejected, nothing left in flight.
     await waitFor(() => gw.gateway.inFlight === 0, 3_000, 'no request left in flight');
     expect(gw.dataPlane.version).toBe(version);
-    const upstream = gw.dataPlane.registry.get(member.address);
+    const upstream = gw.dataPlane.registry.peek(member.address)!;
     expect(upstream.isAvailable(Date.now())).toBe(true);
     await waitFor(() => upstream.inFlight === 0, 3_000, 'the member released');
     expect((await httpRequest(gw.port, { host: 'app.test' })).body).toBe('ok');

@@ -96,16 +96,21 @@ describe('Upstream ejection back-off', () => {
 });
 
 describe('Cluster and registry', () => {
-  it('keeps one Upstream object per address and sweeps unused ones', () => {
+  it('keeps one Upstream object per address while any route uses it', () => {
     const registry = new UpstreamRegistry();
-    const a = registry.get('127.0.0.1:8080');
-    expect(registry.get('127.0.0.1:8080')).toBe(a);
-    const b = registry.get('LOCALHOST:81');
+    const a = registry.acquire('127.0.0.1:8080');
+    expect(registry.acquire('127.0.0.1:8080')).toBe(a);
+    const b = registry.acquire('LOCALHOST:81');
     expect(b.address).toBe('localhost:81');
-    expect(registry.sweep(new Set([a]))).toEqual([b]);
+    expect(registry.peek('localhost:81')).toBe(b);
+    expect(registry.release(b)).toBe(true);
+    expect(registry.release(a)).toBe(false);
     expect([...registry.all()]).toEqual([a]);
-    const cluster = new Cluster('c1', [a], new RoundRobinBalancer());
-    expect(cluster.pick(0)).toBe(a);
+    expect(registry.release(a)).toBe(true);
+    expect([...registry.all()]).toEqual([]);
+    expect(registry.acquire('127.0.0.1:8080')).not.toBe(a);
+    const cluster = new Cluster('c1', [b], new RoundRobinBalancer());
+    expect(cluster.pick(0)).toBe(b);
   });
 });
 

@@ -45,7 +45,7 @@ describe('active health checks', () => {
 
     b.state.ok = false;
     await waitFor(() => changes.includes(`${b.address} down`), 3_000, 'b taken out');
-    const member = gw.dataPlane.registry.get(b.address);
+    const member = gw.dataPlane.registry.peek(b.address)!;
     expect(member.isAvailable(Date.now())).toBe(false);
     // Passive ejection is untouched: the member is out only because of its checks.
     expect(member.ejectedUntil).toBe(0);
@@ -66,7 +66,7 @@ describe('active health checks', () => {
     const changes: string[] = [];
     startChecker(() => gw.dataPlane.registry.all(), changes);
     await waitFor(() => changes.includes(`${slow.address} down`), 3_000, 'slow member taken out');
-    expect(gw.dataPlane.registry.get(ok.address).healthy).toBe(true);
+    expect(gw.dataPlane.registry.peek(ok.address)!.healthy).toBe(true);
     expect(ok.state.checks).toBeGreaterThanOrEqual(2);
   });
 
