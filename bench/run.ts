@@ -8,6 +8,7 @@ import { cpus, release } from 'node:os';
 import { firstLine } from './peers.js';
 import { onPath } from './load-generator.js';
 import { runProxyThroughputBench } from './proxy-throughput.js';
+import { publishLatencyBench } from './publish-latency.js';
 import { runRouteLookupBench } from './route-lookup.js';
 
 /** Date, machine, Node, OpenSSL and wrk, so a table is never read without where it came from. */
@@ -35,6 +36,14 @@ async function main(): Promise<number> {
     sections.push(`## Proxy throughput\n\n${throughput}`);
   } catch (err) {
     console.error(`proxy throughput benchmark failed: ${err instanceof Error ? err.message : String(err)}`);
+    code = 1;
+  }
+  try {
+    const publish = await publishLatencyBench();
+    console.log(`\n${publish}`);
+    sections.push(`## Publish → routable\n\n${publish}`);
+  } catch (err) {
+    console.error(`publish latency benchmark failed: ${err instanceof Error ? err.message : String(err)}`);
     code = 1;
   }
   const results = new URL('../../bench/results/', import.meta.url);
