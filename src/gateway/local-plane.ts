@@ -61,7 +61,7 @@ export class LocalPlane implements PlaneHost {
     gateway = new Gateway({
       limits: config.limits,
       routes: dataPlane.routes,
-      log: log.child({ component: 'gateway' }),
+      log,
       accessLog: config.accessLog,
       metrics: this.trafficMetrics,
       certificates: () => dataPlane.certificates,

@@ -33,7 +33,7 @@ function main(): void {
     switch (message.t) {
       case 'start': {
         start = message;
-        const log = createLogger(message.config.logLevel).child({ worker: process.pid });
+        const log = createLogger(message.config.logLevel).child({ worker: true });
         plane = new LocalPlane(message.config, log, Buffer.from(message.ticketKeys));
         break;
       }
