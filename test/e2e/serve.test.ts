@@ -136,7 +136,7 @@ describe('tfgate serve', () => {
     writeFileSync(join(certsDir, 'docs.pem'), docs.certPem + docs.keyPem);
     writeFileSync(join(certsDir, 'broken.pem'), 'not a certificate');
     const gw = await startGatewayProcess(['--certs-dir', certsDir, '--default-name', 'gateway.test']);
-    const { https } = gw.listening as { https: number };
+    const { https } = gw.listening;
     expect(https).toBeGreaterThan(0);
     const skipped = await gw.waitForLine((line) => line.msg === 'certificate file skipped');
     expect(skipped).toMatchObject({ file: 'broken.pem', reason: expect.stringContaining('unparsable PEM') });

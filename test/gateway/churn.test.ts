@@ -28,7 +28,10 @@ async function stableMember() {
 async function livingConnections(port: number, host: string) {
   const ws = await rawConnect(port);
   const keepAlive = await rawConnect(port);
-  onTestFinished(() => (ws.destroy(), keepAlive.destroy()));
+  onTestFinished(() => {
+    ws.destroy();
+    keepAlive.destroy();
+  });
   let closed = 0;
   ws.on('close', () => closed++);
   keepAlive.on('close', () => closed++);

@@ -16,6 +16,7 @@ export const TEST_LIMITS: Limits = Object.freeze({
   upstreamMaxConnections: 16,
   controlMaxFrameBytes: 1 << 20,
   controlMessagesPerSecond: 100,
+  maxSessionsPerAccount: 64,
   maxConnections: 1_000,
   maxConnectionsPerClient: 1_000,
   maxBodyBytes: 0,

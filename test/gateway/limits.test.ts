@@ -136,7 +136,9 @@ describe('client connection limits', () => {
     // Another loopback address is another client.
     const other = connect({ port: gw.port, host: '127.0.0.1', localAddress: '127.0.0.2' });
     other.on('error', () => {});
-    onTestFinished(() => other.destroy());
+    onTestFinished(() => {
+      other.destroy();
+    });
     await once(other, 'connect');
     other.write('GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n');
     expect(statusOf(await readUntil(other, (t) => t.includes('hello from')))).toBe(200);
@@ -148,7 +150,9 @@ describe('idle timeout', () => {
     const up = await member();
     const gw = await startGateway({ 'app.test': { members: [up.address] } }, { limits: { idleTimeoutMs: 400 } });
     const socket = await rawConnect(gw.port);
-    onTestFinished(() => socket.destroy());
+    onTestFinished(() => {
+      socket.destroy();
+    });
     socket.write('GET / HTTP/1.1\r\nHost: app.test\r\n\r\n');
     await readUntil(socket, (t) => t.includes('hello from'));
     const t0 = Date.now();

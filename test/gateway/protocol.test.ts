@@ -65,7 +65,9 @@ describe('gateway request framing (RFC 9112 §6) and limits', () => {
   it('cuts a client that sends its headers too slowly near the header timeout', async () => {
     const gw = await startGateway({}, { limits: { headersTimeoutMs: 400 } });
     const socket = await rawConnect(gw.port);
-    onTestFinished(() => socket.destroy());
+    onTestFinished(() => {
+      socket.destroy();
+    });
     const t0 = Date.now();
     socket.write('GET / HTTP/1.1\r\nHost: app.test\r\n');
     const trickle = setInterval(() => socket.write('X-Slow: 1\r\n'), 50);

@@ -64,7 +64,9 @@ describe('gateway routing by Host', () => {
   it('routes an absolute-form target by its own authority and forwards it in origin-form', async () => {
     const a = await startUpstream();
     const b = await startUpstream();
-    onTestFinished(() => Promise.all([a.close(), b.close()]));
+    onTestFinished(async () => {
+      await Promise.all([a.close(), b.close()]);
+    });
     const gw = await startGateway({ 'a.test': { members: [a.address] }, 'b.test': { members: [b.address] } });
     const raw = await rawRequest(gw.port, 'GET http://A.test:8080/x?y=1 HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n');
     expect(statusOf(raw)).toBe(200);

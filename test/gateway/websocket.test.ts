@@ -55,7 +55,9 @@ function handshake(host: string, path = '/chat'): string {
 
 async function connectClient(port: number): Promise<Socket> {
   const socket = await rawConnect(port);
-  onTestFinished(() => socket.destroy());
+  onTestFinished(() => {
+    socket.destroy();
+  });
   return socket;
 }
 

@@ -3,6 +3,7 @@
  * calls (not the gateway's frames.ts), so the tests check the wire format rather than agree with
  * the server's own codec. Also: a tiny CBOR major-type inspector, and a control-plane fixture.
  */
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -398,7 +399,6 @@ export interface TcpProxy {
 
 export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   const { createServer, connect } = await import('node:net');
-  const { once } = await import('node:events');
   const pairs = new Set<[import('node:net').Socket, import('node:net').Socket]>();
   let frozen = false;
   const server = createServer((downstream) => {

@@ -13,6 +13,7 @@ export const CLI = join(import.meta.dirname, '..', '..', 'dist', 'src', 'cli', '
 /** The fields of the one `"msg":"listening"` line. */
 export interface Listening {
   http: number;
+  https: number;
   control: number;
   admin: string;
   publicKey: string;
