@@ -2,6 +2,7 @@ import { loadConfig, serveHelp } from '../config.js';
 import { ConfigError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { startServer } from '../main.js';
+import type { RunningServer } from '../main.js';
 
 /** `tfgate serve`: runs the gateway until SIGTERM/SIGINT; SIGHUP reloads the static routes. */
 export async function run(argv: string[]): Promise<number> {
@@ -20,29 +21,52 @@ export async function run(argv: string[]): Promise<number> {
     throw err;
   }
   const log = createLogger(config.logLevel);
-  let server;
+  // Signals are handled from the start: the listening line is logged before startServer returns, so a
+  // supervisor may signal at once. A SIGHUP then reloads once the gateway runs; a stop request stops it.
+  let running: RunningServer | undefined;
+  let reloadPending = false;
+  let stopSignal: NodeJS.Signals | undefined;
+  let stopNow: ((signal: NodeJS.Signals) => void) | undefined;
+  const reload = (server: RunningServer): void => {
+    server.reload().catch((err: unknown) => log.error({ err }, 'reload failed'));
+  };
+  process.on('SIGHUP', () => {
+    if (running) reload(running);
+    else reloadPending = true;
+  });
+  const onStop = (signal: NodeJS.Signals): void => {
+    if (stopNow) stopNow(signal);
+    else stopSignal ??= signal;
+  };
+  process.on('SIGTERM', onStop);
+  process.on('SIGINT', onStop);
   try {
-    server = await startServer(config, log);
+    running = await startServer(config, log);
   } catch (err) {
     log.fatal({ err }, 'could not start');
     log.flush();
     process.stderr.write(`tfgate serve: ${(err as Error).message}\n`);
     return 1;
   }
-  const running = server;
-  process.on('SIGHUP', () => {
-    running.reload().catch((err: unknown) => log.error({ err }, 'reload failed'));
-  });
+  const server = running;
+  if (reloadPending) reload(server);
   await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals): void => {
+    let stopping = false;
+    stopNow = (signal) => {
+      if (stopping) {
+        // A second Ctrl-C or SIGTERM: the operator does not want to wait for the drain.
+        log.warn({ signal }, 'second stop signal: exiting without waiting for the drain');
+        log.flush();
+        process.exit(1);
+      }
+      stopping = true;
       log.info({ signal }, 'stopping');
-      running.close().then(resolve, (err: unknown) => {
+      server.close().then(resolve, (err: unknown) => {
         log.error({ err }, 'error while stopping');
         resolve();
       });
     };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+    if (stopSignal) stopNow(stopSignal);
   });
   log.flush();
   // Whatever library still holds a handle must not keep a stopped gateway alive.
