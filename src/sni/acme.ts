@@ -1,6 +1,18 @@
 import { Agent } from 'node:https';
-import * as acme from 'acme-client';
+import type * as AcmeClient from 'acme-client';
 import type { Logger } from '../log.js';
+
+type Acme = typeof AcmeClient;
+let acmeModule: Promise<Acme> | undefined;
+
+/**
+ * acme-client (and its HTTP and X.509 libraries, ~30 MB of memory) is loaded the first time ACME is
+ * used, so gateways without ACME, and every worker process, never carry it.
+ */
+function loadAcme(): Promise<Acme> {
+  acmeModule ??= import('acme-client');
+  return acmeModule;
+}
 
 /** Where HTTP-01 key authorizations are put while an order waits for validation (RFC 8555 §8.3). */
 export interface ChallengeSink {
@@ -36,6 +48,7 @@ export interface AcmeIssuerOptions {
 
 /** An ECDSA P-256 private key (PKCS#8 PEM) for an ACME account or a certificate. */
 export async function createAcmeKey(): Promise<string> {
+  const acme = await loadAcme();
   return (await acme.crypto.createPrivateEcdsaKey('P-256')).toString();
 }
 
@@ -56,47 +69,52 @@ export class AcmeError extends Error {
  * process is affected.
  */
 export class AcmeIssuer implements CertificateIssuer {
-  readonly #client: acme.Client;
+  readonly #setup: Promise<{ acme: Acme; client: AcmeClient.Client; interceptor: number }>;
   readonly #email: string | null;
   readonly #log: Logger;
-  readonly #interceptor: number;
   #account: Promise<void> | undefined;
 
   constructor(options: AcmeIssuerOptions) {
     this.#email = options.email;
     this.#log = options.log;
-    // The client polls (authorizations, order) from 0.5 s, doubling to 8 s, at most 12 times (about a minute).
-    this.#client = new acme.Client({ directoryUrl: options.directoryUrl, accountKey: options.accountKeyPem, backoffAttempts: 12, backoffMin: 500, backoffMax: 8_000 });
-    const origin = new URL(options.directoryUrl).origin;
-    const agent = options.caPem !== null ? new Agent({ ca: options.caPem, keepAlive: false }) : undefined;
-    const timeout = options.requestTimeoutMs ?? 30_000;
-    // acme-client shares one axios instance; this interceptor only touches requests to our directory.
-    this.#interceptor = acme.axios.interceptors.request.use((config) => {
-      if (config.url !== undefined && sameOrigin(config.url, origin)) {
-        if (agent !== undefined) config.httpsAgent = agent;
-        config.timeout = timeout;
+    this.#setup = loadAcme().then((acme) => {
+      // The client polls (authorizations, order) from 0.5 s, doubling to 8 s, at most 12 times (about a minute).
+      const client = new acme.Client({ directoryUrl: options.directoryUrl, accountKey: options.accountKeyPem, backoffAttempts: 12, backoffMin: 500, backoffMax: 8_000 });
+      const origin = new URL(options.directoryUrl).origin;
+      const agent = options.caPem !== null ? new Agent({ ca: options.caPem, keepAlive: false }) : undefined;
+      const timeout = options.requestTimeoutMs ?? 30_000;
+      // acme-client shares one axios instance; this interceptor only touches requests to our directory.
+      const interceptor = acme.axios.interceptors.request.use((config) => {
+        if (config.url !== undefined && sameOrigin(config.url, origin)) {
+          if (agent !== undefined) config.httpsAgent = agent;
+          config.timeout = timeout;
+        }
+        return config;
+      });
+      // Its own retries of refused connections wait 5, 10, 15… s; ours (cert-manager.ts back-off) take over sooner.
+      const settings = (acme.axios.defaults as { acmeSettings?: { retryMaxAttempts: number; retryDefaultDelay: number } }).acmeSettings;
+      if (settings) {
+        settings.retryMaxAttempts = 1;
+        settings.retryDefaultDelay = 1;
       }
-      return config;
+      return { acme, client, interceptor };
     });
-    // Its own retries of refused connections wait 5, 10, 15… s; ours (cert-manager.ts back-off) take over sooner.
-    const settings = (acme.axios.defaults as { acmeSettings?: { retryMaxAttempts: number; retryDefaultDelay: number } }).acmeSettings;
-    if (settings) {
-      settings.retryMaxAttempts = 1;
-      settings.retryDefaultDelay = 1;
-    }
+    // A failure to load surfaces at the first order, as an AcmeError.
+    this.#setup.catch(() => undefined);
   }
 
   /** Orders a certificate for `fqdn` (a new ECDSA P-256 key), answering HTTP-01 through `challenges`; throws {@link AcmeError}. */
   async issue(fqdn: string, challenges: ChallengeSink): Promise<IssuedCertificate> {
     try {
-      await this.#ensureAccount();
-      const order = await this.#client.createOrder({ identifiers: [{ type: 'dns', value: fqdn }] });
-      const authorizations = await this.#client.getAuthorizations(order);
-      for (const authorization of authorizations) await this.#authorize(authorization, challenges);
+      const { acme, client } = await this.#setup;
+      await this.#ensureAccount(client);
+      const order = await client.createOrder({ identifiers: [{ type: 'dns', value: fqdn }] });
+      const authorizations = await client.getAuthorizations(order);
+      for (const authorization of authorizations) await this.#authorize(client, authorization, challenges);
       const keyPem = await createAcmeKey();
       const [, csr] = await acme.crypto.createCsr({ commonName: fqdn, altNames: [fqdn] }, keyPem);
-      const finalized = await this.#client.finalizeOrder(order, csr);
-      const certPem = await this.#client.getCertificate(finalized);
+      const finalized = await client.finalizeOrder(order, csr);
+      const certPem = await client.getCertificate(finalized);
       return { certPem, keyPem };
     } catch (err) {
       throw err instanceof AcmeError ? err : new AcmeError(describe(err), { cause: err });
@@ -105,13 +123,13 @@ export class AcmeIssuer implements CertificateIssuer {
 
   /** Stops touching acme-client's shared HTTP client. Idempotent. */
   close(): void {
-    acme.axios.interceptors.request.eject(this.#interceptor);
+    this.#setup.then(({ acme, interceptor }) => acme.axios.interceptors.request.eject(interceptor), () => undefined);
   }
 
-  #ensureAccount(): Promise<void> {
+  #ensureAccount(client: AcmeClient.Client): Promise<void> {
     this.#account ??= (async () => {
-      await this.#client.createAccount({ termsOfServiceAgreed: true, ...(this.#email !== null ? { contact: [`mailto:${this.#email}`] } : {}) });
-      this.#log.info({ account: this.#client.getAccountUrl() }, 'ACME account ready');
+      await client.createAccount({ termsOfServiceAgreed: true, ...(this.#email !== null ? { contact: [`mailto:${this.#email}`] } : {}) });
+      this.#log.info({ account: client.getAccountUrl() }, 'ACME account ready');
     })().catch((err: unknown) => {
       this.#account = undefined; // try again on the next order
       throw err;
@@ -119,15 +137,15 @@ export class AcmeIssuer implements CertificateIssuer {
     return this.#account;
   }
 
-  async #authorize(authorization: acme.Authorization, challenges: ChallengeSink): Promise<void> {
+  async #authorize(client: AcmeClient.Client, authorization: AcmeClient.Authorization, challenges: ChallengeSink): Promise<void> {
     if (authorization.status === 'valid') return;
     const challenge = authorization.challenges.find((c) => c.type === 'http-01');
     if (!challenge) throw new AcmeError(`the ACME server offers no http-01 challenge for ${authorization.identifier.value}`);
-    const keyAuthorization = await this.#client.getChallengeKeyAuthorization(challenge);
+    const keyAuthorization = await client.getChallengeKeyAuthorization(challenge);
     try {
       await challenges.set(challenge.token, keyAuthorization);
-      await this.#client.completeChallenge(challenge);
-      await this.#client.waitForValidStatus(challenge);
+      await client.completeChallenge(challenge);
+      await client.waitForValidStatus(challenge);
     } finally {
       challenges.delete(challenge.token);
     }

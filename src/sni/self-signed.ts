@@ -1,5 +1,4 @@
 import { randomBytes, webcrypto } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
 
 /** A freshly made certificate and key, PEM. */
 export interface GeneratedCertificate {
@@ -18,6 +17,8 @@ const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
  */
 export async function createSelfSignedCertificate(names: readonly string[], validDays = 365, now = new Date()): Promise<GeneratedCertificate> {
   if (names.length === 0) throw new Error('a self-signed certificate needs at least one name');
+  // Loaded on use: only the primary makes certificates, and only on first start.
+  const x509 = await import('@peculiar/x509');
   const crypto = webcrypto;
   const keys = await crypto.subtle.generateKey(ECDSA_P256, true, ['sign', 'verify']);
   const serial = randomBytes(16);

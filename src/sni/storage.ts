@@ -1,7 +1,7 @@
 import { chmodSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { createRequire } from 'node:module';
 import type { Database as SqliteDatabase } from 'better-sqlite3';
 import { checkCertificate, parseCertificateBundle } from './certificate.js';
 import type { CertificateBundle } from './certificate.js';
@@ -128,6 +128,8 @@ export class AcmeStorage {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await mkdir(stateDir, { recursive: true, mode: 0o700 });
     const path = join(stateDir, 'acme.sqlite');
+    // Required on use: worker processes load this module but never open the ACME index.
+    const Database = createRequire(import.meta.url)('better-sqlite3') as typeof import('better-sqlite3');
     const db = new Database(path);
     try {
       chmodSync(path, 0o600);
