@@ -351,9 +351,10 @@ export class ControlPlane {
     session.ended = true;
     clearTimeout(session.graceTimer);
     this.#sessions.delete(session);
-    this.#log.info({ rid: session.ridHex, account: session.accountName, why }, 'session ended');
     session.tail = session.tail
       .then(() => this.#commands!.endSession(session))
+      // Logged once its clusters are unpublished in every data plane: the line means "gone".
+      .then(() => this.#log.info({ rid: session.ridHex, account: session.accountName, why }, 'session ended'))
       .catch((err: unknown) => this.#log.error({ err, rid: session.ridHex }, 'could not unpublish an ended session'));
   }
 
