@@ -52,6 +52,8 @@ export interface Limits {
   readonly controlMessagesPerSecond: number;
   /** Control sessions one account may hold at once (connected or in their grace window). */
   readonly maxSessionsPerAccount: number;
+  /** Clusters one control session may publish. */
+  readonly maxClustersPerSession: number;
   /** Open client connections across the HTTP and HTTPS listeners; new ones past it are refused. */
   readonly maxConnections: number;
   /** Open client connections from one address. */
@@ -126,6 +128,7 @@ export const SERVE_FLAGS = {
   'upstream-max-connections': { kind: 'int', default: '128', min: 1, help: 'keep-alive pool size per member' },
   'control-max-frame': { kind: 'int', default: '1048576', min: 1024, help: 'largest control frame accepted, in bytes' },
   'control-rate': { kind: 'int', default: '200', min: 1, help: 'control messages per second per session' },
+  'max-clusters-per-session': { kind: 'int', default: '1000', min: 1, help: 'clusters one control session may publish' },
   'max-sessions-per-account': { kind: 'int', default: '64', min: 1, help: 'control sessions one account may hold at once (connected or in their grace window)' },
   'max-connections': { kind: 'int', default: '16384', min: 1, help: 'open client connections across the HTTP and HTTPS listeners' },
   'max-connections-per-client': { kind: 'int', default: '1024', min: 1, help: 'open client connections from one address' },
@@ -213,6 +216,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       controlMaxFrameBytes: get('control-max-frame') as number,
       controlMessagesPerSecond: get('control-rate') as number,
       maxSessionsPerAccount: get('max-sessions-per-account') as number,
+      maxClustersPerSession: get('max-clusters-per-session') as number,
       maxConnections: get('max-connections') as number,
       maxConnectionsPerClient: get('max-connections-per-client') as number,
       maxBodyBytes: get('max-body-bytes') as number,

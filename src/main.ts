@@ -88,6 +88,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     maxFrameBytes: config.limits.controlMaxFrameBytes,
     messagesPerSecond: config.limits.controlMessagesPerSecond,
     maxSessionsPerAccount: config.limits.maxSessionsPerAccount,
+    maxClustersPerSession: config.limits.maxClustersPerSession,
     routing,
     applyRouting: applyState,
     log: log.child({ component: 'control' }),

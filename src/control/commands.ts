@@ -28,6 +28,8 @@ export interface CommandsOptions {
   readonly notify?: (session: Session, text: string) => void;
   /** The clock certificates are checked against. */
   readonly now?: () => number;
+  /** Clusters one session may publish (a bound on what one client can make the gateway hold). */
+  readonly maxClustersPerSession?: number;
 }
 
 /** Most members one cluster may have. */
@@ -62,6 +64,7 @@ export class Commands {
   readonly #log: Logger;
   readonly #notify: (session: Session, text: string) => void;
   readonly #now: () => number;
+  readonly #maxClusters: number;
   /** Which session holds each session-published fqdn. */
   readonly #owners = new Map<string, Session>();
 
@@ -73,6 +76,7 @@ export class Commands {
     this.#log = options.log;
     this.#notify = options.notify ?? (() => undefined);
     this.#now = options.now ?? Date.now;
+    this.#maxClusters = options.maxClustersPerSession ?? 1_000;
   }
 
   /** The `resource_offer` params for a new session of this account. */
@@ -226,6 +230,9 @@ export class Commands {
     const changes: Change[] = [];
     for (const cluster of session.clusters.values()) {
       if (cluster.fqdn === fqdn || cluster.id === id) changes.push({ id: cluster.id, before: cluster, after: undefined });
+    }
+    if (changes.length === 0 && session.clusters.size >= this.#maxClusters) {
+      throw new ForbiddenError(`this session already publishes ${session.clusters.size} clusters, the most one session may (--max-clusters-per-session)`);
     }
     changes.push({ id, before: undefined, after: Object.freeze({ id, fqdn, members, rewrite, certificate }) });
     await this.#commit(session, changes);

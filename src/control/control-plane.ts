@@ -32,6 +32,8 @@ export interface ControlPlaneOptions {
   messagesPerSecond: number;
   /** Sessions one account may hold at once (connected or in their grace window); {@link DEFAULT_MAX_SESSIONS_PER_ACCOUNT} when absent. */
   maxSessionsPerAccount?: number;
+  /** Clusters one session may publish; 1000 when absent. */
+  maxClustersPerSession?: number;
   /** The routing state's one writer. */
   routing: RoutingStateBuilder;
   /** Installs a routing state in every data plane; resolves once live (a publish is answered only after it resolves). */
@@ -109,6 +111,7 @@ export class ControlPlane {
       store: this.#store,
       log: options.log,
       now: this.#now,
+      ...(options.maxClustersPerSession !== undefined ? { maxClustersPerSession: options.maxClustersPerSession } : {}),
       notify: (session, log) => void this.#send(session, 'log', EMPTY, { error: true, log }),
     });
     const heartbeatMs = clamp(Math.floor(options.sessionGraceMs / 4), 100, 10_000);

@@ -153,3 +153,20 @@ describe('control commands', () => {
     expect(client.others).toEqual([]);
   });
 });
+
+describe('cluster limit', () => {
+  it('refuses a session more clusters than --max-clusters-per-session, but lets it replace its own', async () => {
+    const gw = await startTestControlPlane({ maxClustersPerSession: 3 });
+    const client = await gw.session();
+    for (const name of ['a.', 'b.', 'c.']) expect((await client.request('publish_web', publish(name, ['10.0.0.1:80']))).params).toEqual({});
+    const refused = await client.request('publish_web', publish('d.', ['10.0.0.1:80']));
+    expect(refused.params.exception).toMatch(/already publishes 3 clusters.*--max-clusters-per-session/);
+    expect(gw.membersOf('d.test')).toBeUndefined();
+    // Republishing a name it holds replaces that cluster: not one more.
+    expect((await client.request('publish_web', publish('a.', ['10.0.0.2:80']))).params).toEqual({});
+    expect(gw.membersOf('a.test')).toEqual(['10.0.0.2:80']);
+    // Another session has its own allowance.
+    const other = await gw.session();
+    expect((await other.request('publish_web', publish('d.', ['10.0.0.3:80']))).params).toEqual({});
+  });
+});

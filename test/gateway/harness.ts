@@ -17,6 +17,7 @@ export const TEST_LIMITS: Limits = Object.freeze({
   controlMaxFrameBytes: 1 << 20,
   controlMessagesPerSecond: 100,
   maxSessionsPerAccount: 64,
+  maxClustersPerSession: 1_000,
   maxConnections: 1_000,
   maxConnectionsPerClient: 1_000,
   maxBodyBytes: 0,

@@ -287,6 +287,7 @@ export interface TestControlPlane {
 
 export async function startTestControlPlane(
   options: {
+    maxClustersPerSession?: number;
     sessionGraceMs?: number;
     maxFrameBytes?: number;
     messagesPerSecond?: number;
@@ -318,6 +319,7 @@ export async function startTestControlPlane(
     sessionGraceMs: options.sessionGraceMs ?? 60_000,
     maxFrameBytes: options.maxFrameBytes ?? 1024 * 1024,
     messagesPerSecond: options.messagesPerSecond ?? 1000,
+    ...(options.maxClustersPerSession !== undefined ? { maxClustersPerSession: options.maxClustersPerSession } : {}),
     ...(options.maxSessionsPerAccount ? { maxSessionsPerAccount: options.maxSessionsPerAccount } : {}),
     routing,
     applyRouting: async (state) => {
