@@ -98,8 +98,7 @@ export function buildStatus(inputs: StatusInputs): GatewayStatus {
 
 const NO_TRAFFIC: MemberCounters = { inFlight: 0, requests: 0, ejectedUntil: 0, consecutiveFailures: 0, healthy: true };
 
-function memberStatus(address: string, counters: MemberCounters = NO_TRAFFIC, now: number): MemberStatus {
-  const member = counters;
+function memberStatus(address: string, member: MemberCounters = NO_TRAFFIC, now: number): MemberStatus {
   const available = member.ejectedUntil <= now;
   const state = !member.healthy ? 'unhealthy' : !available ? 'ejected' : member.consecutiveFailures > 0 ? 'failing' : 'healthy';
   return {

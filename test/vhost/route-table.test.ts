@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RouteTable, RouteTableRef, compileRoutes } from '../../src/vhost/index.js';
-import type { RouteSpec, RoutingState } from '../../src/vhost/index.js';
+import { RouteTable, RouteTableRef } from '../../src/vhost/index.js';
 
 describe('RouteTable', () => {
   const table = new RouteTable(1, [
@@ -50,13 +49,14 @@ describe('RouteTableRef', () => {
   });
 });
 
-describe('compileRoutes', () => {
-  it('builds one runtime route per spec, keyed by fqdn', () => {
-    const spec = (fqdn: string): RouteSpec => ({ fqdn, cluster: `c-${fqdn}`, members: ['127.0.0.1:1'], rewrite: null, source: 'static' });
-    const state: RoutingState = { version: 7, routes: { 'a.test': spec('a.test'), '*.w.test': spec('*.w.test') } };
-    const table = compileRoutes(state, (s) => s.cluster);
-    expect(table.version).toBe(7);
-    expect(table.lookup('a.test')).toBe('c-a.test');
-    expect(table.lookup('x.w.test')).toBe('c-*.w.test');
+describe('RouteTable.derive', () => {
+  it('makes a new version with routes set and removed, leaving the original as it was', () => {
+    const v1 = new RouteTable(1, [['a.test', 'a'], ['*.w.test', 'w'], ['b.test', 'b']]);
+    const v2 = v1.derive(2, [['c.test', 'c'], ['*.w.test', 'w2']], ['b.test', '*.gone.test']);
+    expect(v2.version).toBe(2);
+    expect([v2.lookup('a.test'), v2.lookup('b.test'), v2.lookup('c.test'), v2.lookup('x.w.test')]).toEqual(['a', undefined, 'c', 'w2']);
+    expect([v1.lookup('b.test'), v1.lookup('c.test'), v1.lookup('x.w.test')]).toEqual(['b', undefined, 'w']);
+    expect(v2.size).toBe(3);
+    expect(new Map(v2.entries())).toEqual(new Map([['a.test', 'a'], ['c.test', 'c'], ['*.w.test', 'w2']]));
   });
 });
