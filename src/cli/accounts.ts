@@ -1,6 +1,6 @@
-import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.js';
 import { ControlError, decodeKey, encodeKey, openStore } from '../control/index.js';
+import { parseCommandArgs } from './args.js';
 
 const HELP = `Usage: tfgate accounts add KEY [--name TEXT] [--state-dir DIR]
        tfgate accounts list [--state-dir DIR] [--json]
@@ -12,23 +12,9 @@ the gateway runs: an added key can authenticate at once; removing a key ends its
 
 /** `tfgate accounts add|list|remove`. */
 export async function run(argv: string[]): Promise<number> {
-  let parsed: { values: { name?: string | undefined; 'state-dir'?: string | undefined; json?: boolean | undefined; help?: boolean | undefined }; positionals: string[] };
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: { name: { type: 'string' }, 'state-dir': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch (err) {
-    process.stderr.write(`tfgate accounts: ${(err as Error).message}\n\n${HELP}`);
-    return 2;
-  }
+  const parsed = parseCommandArgs('accounts', HELP, argv, { name: { type: 'string' }, 'state-dir': { type: 'string' }, json: { type: 'boolean' } }, true);
+  if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
   const [action, key, ...extra] = positionals;
   const needsKey = action === 'add' || action === 'remove';
   if (!(needsKey || action === 'list') || (needsKey && key === undefined) || extra.length > 0 || (action === 'list' && key !== undefined)) {

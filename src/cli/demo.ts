@@ -5,12 +5,12 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.js';
 import { Cluster, Location, createClientKeys, encodeKey, openStore } from '../control/index.js';
 import { createLogger } from '../log.js';
 import { startServer } from '../main.js';
 import type { RunningServer } from '../main.js';
+import { parseCommandArgs } from './args.js';
 
 const HELP = `Usage: tfgate demo [--log-level LEVEL]
 
@@ -25,17 +25,9 @@ export const DEMO_FQDN = 'demo.localhost';
 
 /** `tfgate demo`: runs until SIGINT/SIGTERM, then stops everything and returns 0. */
 export async function run(argv: string[]): Promise<number> {
-  let values: { help?: boolean | undefined; 'log-level'?: string | undefined };
-  try {
-    ({ values } = parseArgs({ args: argv, options: { help: { type: 'boolean', short: 'h' }, 'log-level': { type: 'string' } }, strict: true }));
-  } catch (err) {
-    process.stderr.write(`tfgate demo: ${(err as Error).message}\n\n${HELP}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  const parsed = parseCommandArgs('demo', HELP, argv, { 'log-level': { type: 'string' } });
+  if (typeof parsed === 'number') return parsed;
+  const { values } = parsed;
 
   const dir = mkdtempSync(join(tmpdir(), 'tfgate-demo-'));
   let server: RunningServer | undefined;

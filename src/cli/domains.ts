@@ -1,7 +1,7 @@
-import { parseArgs } from 'node:util';
 import { ControlError, Location, decodeKey, defaultKeysDir, readClientKeys, readServerKey } from '../control/index.js';
 import { parseHostname } from '../hostname.js';
 import { parseLocation } from './publish.js';
+import { parseCommandArgs } from './args.js';
 
 const HELP = `Usage: tfgate domains prepare|claim|release|global|private DOMAIN --location HOST[:PORT] [--keys-dir DIR] [--server-key B64]
        tfgate domains list --location HOST[:PORT] [--keys-dir DIR] [--server-key B64]
@@ -36,28 +36,9 @@ interface Values {
 
 /** `tfgate domains`: one domain command against a gateway, its outcome printed. */
 export async function run(argv: string[]): Promise<number> {
-  let values: Values;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      options: {
-        location: { type: 'string' },
-        'keys-dir': { type: 'string' },
-        'server-key': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      allowPositionals: true,
-      strict: true,
-    }));
-  } catch (err) {
-    process.stderr.write(`tfgate domains: ${(err as Error).message}\n\n${HELP}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  const parsed = parseCommandArgs('domains', HELP, argv, { location: { type: 'string' }, 'keys-dir': { type: 'string' }, 'server-key': { type: 'string' } }, true);
+  if (typeof parsed === 'number') return parsed;
+  const { values, positionals } = parsed;
   const [action, domain, ...extra] = positionals;
   const command = action === undefined ? undefined : COMMANDS[action];
   const wantsDomain = action !== 'list';

@@ -1,6 +1,6 @@
-import { parseArgs } from 'node:util';
 import { ControlError, createClientKeys, decodeKey, defaultKeysDir, encodeKey } from '../control/index.js';
 import { locationHost } from './publish.js';
+import { parseCommandArgs } from './args.js';
 
 const HELP = `Usage: tfgate keygen --location HOST[:PORT] [--keys-dir DIR] [--server-key B64]
 
@@ -11,21 +11,9 @@ Prints the public key: the gateway's operator authorises it with "tfgate account
 
 /** `tfgate keygen`: creates a client key pair and prints its public key. */
 export async function run(argv: string[]): Promise<number> {
-  let values: { location?: string | undefined; 'keys-dir'?: string | undefined; 'server-key'?: string | undefined; help?: boolean | undefined };
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: { location: { type: 'string' }, 'keys-dir': { type: 'string' }, 'server-key': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-      strict: true,
-    }));
-  } catch (err) {
-    process.stderr.write(`tfgate keygen: ${(err as Error).message}\n\n${HELP}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  const parsed = parseCommandArgs('keygen', HELP, argv, { location: { type: 'string' }, 'keys-dir': { type: 'string' }, 'server-key': { type: 'string' } });
+  if (typeof parsed === 'number') return parsed;
+  const { values } = parsed;
   if (!values.location) {
     process.stderr.write(`tfgate keygen: --location is required\n\n${HELP}`);
     return 2;

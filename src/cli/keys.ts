@@ -1,5 +1,5 @@
-import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.js';
+import { parseCommandArgs } from './args.js';
 import { loadOrCreateGatewayKeys, encodeKey } from '../control/index.js';
 
 const HELP = `Usage: tfgate keys [--state-dir DIR]
@@ -10,17 +10,9 @@ if it has none yet. Hand the key to clients: tfgate publish --server-key KEY, or
 
 /** `tfgate keys`: prints the gateway's public key. */
 export async function run(argv: string[]): Promise<number> {
-  let values: { 'state-dir'?: string | undefined; help?: boolean | undefined };
-  try {
-    ({ values } = parseArgs({ args: argv, options: { 'state-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
-  } catch (err) {
-    process.stderr.write(`tfgate keys: ${(err as Error).message}\n\n${HELP}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  const parsed = parseCommandArgs('keys', HELP, argv, { 'state-dir': { type: 'string' } });
+  if (typeof parsed === 'number') return parsed;
+  const { values } = parsed;
   const stateDir = loadConfig(values['state-dir'] ? ['--state-dir', values['state-dir']] : []).stateDir;
   const keys = loadOrCreateGatewayKeys(stateDir);
   process.stdout.write(`${encodeKey(keys.publicKey)}\n`);

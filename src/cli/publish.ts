@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { Cluster, ControlError, Location, decodeKey, defaultKeysDir, readClientKeys, readServerKey } from '../control/index.js';
 import type { WebEndpoint } from '../control/index.js';
+import { parseCommandArgs } from './args.js';
 
 const HELP = `Usage: tfgate publish --location HOST[:PORT] --fqdn NAME --upstream HOST:PORT [--upstream HOST:PORT ...]
                       [--keys-dir DIR] [--server-key B64] [--rewrite HOST] [--ssl CERT,KEY[,CHAIN]]
@@ -38,30 +38,17 @@ interface Values {
 
 /** `tfgate publish`: publishes until interrupted. */
 export async function run(argv: string[]): Promise<number> {
-  let values: Values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        location: { type: 'string' },
-        'keys-dir': { type: 'string' },
-        fqdn: { type: 'string' },
-        upstream: { type: 'string', multiple: true },
-        rewrite: { type: 'string' },
-        ssl: { type: 'string' },
-        'server-key': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    process.stderr.write(`tfgate publish: ${(err as Error).message}\n\n${HELP}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  const parsed = parseCommandArgs('publish', HELP, argv, {
+    location: { type: 'string' },
+    'keys-dir': { type: 'string' },
+    fqdn: { type: 'string' },
+    upstream: { type: 'string', multiple: true },
+    rewrite: { type: 'string' },
+    ssl: { type: 'string' },
+    'server-key': { type: 'string' },
+  });
+  if (typeof parsed === 'number') return parsed;
+  const { values } = parsed;
   if (!values.location || !values.fqdn || !values.upstream?.length) {
     process.stderr.write(`tfgate publish: --location, --fqdn and at least one --upstream are required\n\n${HELP}`);
     return 2;
