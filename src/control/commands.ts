@@ -66,6 +66,8 @@ export class Commands {
   readonly #now: () => number;
   readonly #maxClusters: number;
   /** Which session holds each session-published fqdn. */
+  /** Which sessions hold each cluster id (ids are the clients' uuids, so two sessions may use one). */
+  readonly #clusterHolders = new Map<string, Set<Session>>();
   readonly #owners = new Map<string, Session>();
 
   constructor(options: CommandsOptions) {
@@ -294,9 +296,7 @@ export class Commands {
     const id = Buffer.from(raw).toString('hex');
     const cluster = session.clusters.get(id);
     if (cluster) return cluster;
-    for (const other of new Set(this.#owners.values())) {
-      if (other !== session && other.clusters.has(id)) throw new ForbiddenError(`cluster ${id} belongs to another session`);
-    }
+    if (this.#clusterHolders.get(id)?.size) throw new ForbiddenError(`cluster ${id} belongs to another session`);
     throw new ControlError(`no cluster ${id.slice(0, 128)} is published by this session`);
   }
 
@@ -331,6 +331,8 @@ export class Commands {
       const previous = session.clusters.get(id);
       if (previous) {
         session.clusters.delete(id);
+        const holders = this.#clusterHolders.get(id);
+        if (holders?.delete(session) && holders.size === 0) this.#clusterHolders.delete(id);
         if (this.#owners.get(previous.fqdn) === session) {
           this.#owners.delete(previous.fqdn);
           this.#routing.removeSession(previous.fqdn);
@@ -338,6 +340,9 @@ export class Commands {
       }
       if (next) {
         session.clusters.set(id, next);
+        let holders = this.#clusterHolders.get(id);
+        if (!holders) this.#clusterHolders.set(id, (holders = new Set()));
+        holders.add(session);
         this.#owners.set(next.fqdn, session);
         this.#routing.putSession({ fqdn: next.fqdn, cluster: next.id, members: next.members, rewrite: next.rewrite, source: 'session' }, next.certificate);
       }

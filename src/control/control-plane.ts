@@ -80,6 +80,8 @@ export class ControlPlane {
   #probeSoon: ReturnType<typeof setTimeout> | undefined;
   #stopWatching: (() => void) | undefined;
   #closing: Promise<void> | undefined;
+  /** Sessions being ended (their clusters being unpublished). */
+  readonly #ending = new Set<Promise<void>>();
 
   constructor(options: ControlPlaneOptions) {
     this.#options = options;
@@ -197,7 +199,7 @@ export class ControlPlane {
         this.#log.warn({ err, rid: session.ridHex }, 'could not unpublish a session at close');
       });
     }
-    await Promise.all(sessions.map((session) => session.tail));
+    await Promise.all([...sessions.map((session) => session.tail), ...this.#ending]);
     this.#transport?.close();
     await this.#receiving;
     this.#store?.close();
@@ -291,7 +293,10 @@ export class ControlPlane {
       return;
     }
     const message = opened.message;
-    session.tail = session.tail.then(() => this.#execute(session, message));
+    // A throw must neither become an unhandled rejection nor stop the session's later commands.
+    session.tail = session.tail
+      .then(() => this.#execute(session, message))
+      .catch((err: unknown) => this.#log.error({ err, rid: session.ridHex, command: message.command }, 'control command failed unexpectedly'));
   }
 
   async #execute(session: Session, message: OpenMessage): Promise<void> {
@@ -340,6 +345,11 @@ export class ControlPlane {
 
   #startGrace(session: Session): void {
     if (session.ended || session.peer) return;
+    if (session.clusters.size === 0) {
+      // Nothing to keep for a reconnect: holding it would only count against the account's session limit.
+      this.#end(session, 'disconnected with nothing published');
+      return;
+    }
     this.#log.info({ rid: session.ridHex, graceMs: this.#options.sessionGraceMs }, 'session disconnected');
     clearTimeout(session.graceTimer);
     session.graceTimer = setTimeout(() => {
@@ -359,6 +369,10 @@ export class ControlPlane {
       // Logged once its clusters are unpublished in every data plane: the line means "gone".
       .then(() => this.#log.info({ rid: session.ridHex, account: session.accountName, why }, 'session ended'))
       .catch((err: unknown) => this.#log.error({ err, rid: session.ridHex }, 'could not unpublish an ended session'));
+    // Shutdown waits for it: the store must not close before the session's clusters are gone from it.
+    const ending = session.tail;
+    this.#ending.add(ending);
+    void ending.finally(() => this.#ending.delete(ending));
   }
 
   #scheduleProbe(): void {

@@ -85,7 +85,7 @@ export function acceptAuth(
  */
 export function openHandshake(frame: Uint8Array, serverKey: Uint8Array, clientKeys: KeyPair): { sessionKey: Uint8Array; rid: Uint8Array } {
   const reply = readHandshakeReply(frame);
-  if (!reply) throw new Error('Authentication failed: the gateway does not know this key (authorise it with: tfgate accounts add <public key>)');
+  if (!reply) throw new Error('Authentication failed: the gateway refused this key (unknown to it: authorise it with tfgate accounts add <public key>; or this account holds too many sessions)');
   const sessionKey = boxOpen(reply.boxed, reply.nonce, serverKey, clientKeys.secretKey);
   if (!sessionKey || sessionKey.length !== KEY_BYTES) {
     throw new Error("cannot open the gateway's handshake: the server key does not match this gateway (check --server-key or the .spub file)");

@@ -151,7 +151,8 @@ describe('max control sessions per account', () => {
     // Another account is not affected.
     await gw.session();
 
-    // a's connection goes; its held session still counts, and resuming it does not count twice.
+    // a's connection goes; a held session (it published something) still counts, and resuming it does not count twice.
+    expect((await a.request('publish_web', publish('test', 'held.', ['10.0.0.1:80']))).params).toEqual({});
     a.close();
     await eventually(() => gw.control.sessions().some((s) => s.rid === a.rid.toString('hex') && !s.connected), 3000, 'the drop to be noticed');
     expect(uncbor(await gw.client(keys).auth()) as unknown[]).toHaveLength(5);
@@ -159,6 +160,19 @@ describe('max control sessions per account', () => {
     await resumed.handshake(a.rid, false);
     expect(resumed.rid.equals(a.rid)).toBe(true);
     expect(gw.control.sessions().filter((s) => s.account === 'limited')).toHaveLength(2);
+  });
+
+  it('does not hold a session that published nothing: it ends at once and stops counting', async () => {
+    const gw = await startTestControlPlane({ maxSessionsPerAccount: 1, sessionGraceMs: 60_000 });
+    const keys = gw.addAccount('cli runs');
+    for (let i = 0; i < 3; i++) {
+      const run = await gw.session(keys);
+      expect((await run.request('list_domains', {})).params).toEqual({ domains: ['test'] });
+      run.close();
+      await eventually(() => gw.control.sessions().length === 0, 3000, 'the session to end');
+    }
+    expect(gw.logs.filter((line) => line.msg === 'session ended' && line.why === 'disconnected with nothing published')).toHaveLength(3);
+    expect(gw.logs.filter((line) => line.msg === 'handshake refused')).toEqual([]);
   });
 
   it('is a serve flag with a default', async () => {
