@@ -16,7 +16,7 @@ import { Forwarder } from './forward.js';
 import type { TrafficMetrics } from './metrics.js';
 import { Pipeline } from './pipeline.js';
 import type { PipelineOptions } from './pipeline.js';
-import { logFailure, writeSocketError } from './respond.js';
+import { lingerThenDestroy, logFailure, writeSocketError } from './respond.js';
 import type { Route } from './route.js';
 import { hasBody } from './steps.js';
 import type { RequestTarget } from './steps.js';
@@ -61,6 +61,8 @@ export class Gateway {
   #httpsPort: number | undefined;
   /** Raw HTTPS connections still in their TLS handshake. */
   readonly #handshaking = new Set<Socket>();
+  /** Sockets of non-WebSocket upgrades, answered outside node:http. */
+  readonly #detached = new Set<Duplex>();
   #inFlight = 0;
   #onIdle: (() => void) | undefined;
   #closing: Promise<void> | undefined;
@@ -202,6 +204,7 @@ export class Gateway {
       this.#onIdle = undefined;
     }
     for (const server of this.#servers) server.closeAllConnections();
+    for (const socket of this.#detached) socket.destroy();
     this.#websockets.close();
     await Promise.all(closed);
     await this.#forwarder.close();
@@ -277,7 +280,13 @@ export class Gateway {
     res.shouldKeepAlive = false;
     res.assignSocket(socket as Socket);
     // The socket's 'close' still reaches res (assignSocket listens), so the request is counted out.
-    res.on('finish', () => socket.end());
+    // Detached from node:http, so its shutdown cannot reach it: the gateway closes it, and lingers.
+    this.#detached.add(socket);
+    socket.once('close', () => this.#detached.delete(socket));
+    res.on('finish', () => {
+      socket.end();
+      lingerThenDestroy(socket);
+    });
     pipeline.handle(req, res);
   }
 }

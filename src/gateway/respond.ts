@@ -64,8 +64,15 @@ export function writeSocketError(socket: Duplex, err: GatewayError): void {
     `HTTP/1.1 ${err.statusCode} ${reason}\r\n${location}Content-Type: text/plain; charset=utf-8\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
   );
-  // Half-close and let the client read the answer: destroying at once could turn unread input into
-  // a TCP reset that discards the response. A client that lingers is cut after a short grace.
+  lingerThenDestroy(socket);
+}
+
+/**
+ * After the last answer on a socket the gateway owns (no longer node:http's): half-close and let the
+ * client read it — destroying at once could turn unread input into a TCP reset that discards the
+ * response — then cut a client that lingers after a short grace (sockets allow half-open here).
+ */
+export function lingerThenDestroy(socket: Duplex): void {
   const linger = setTimeout(() => socket.destroy(), LINGER_MS).unref();
   socket.once('close', () => clearTimeout(linger));
 }

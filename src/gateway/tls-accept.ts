@@ -2,6 +2,8 @@ import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { SecureContext } from 'node:tls';
 import { MAX_CLIENT_HELLO_BYTES, parseClientHello } from '../sni/index.js';
+import { BadRequestError } from './errors.js';
+import { writeSocketError } from './respond.js';
 
 const kServername = Symbol('tfgate.servername');
 type NamedTlsSocket = TLSSocket & { [kServername]?: string };
@@ -51,9 +53,8 @@ export function acceptTls(socket: Socket, options: TlsAcceptOptions): void {
         cleanup();
         clearTimeout(timer);
         options.onFailure('plain HTTP sent to the HTTPS port', socket);
-        const body = '400 Bad Request: this port speaks HTTPS; use an https:// URL\n';
-        socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
         socket.on('error', () => socket.destroy());
+        writeSocketError(socket, new BadRequestError('this port speaks HTTPS; use an https:// URL'));
         return;
       }
       fail(hello.reason);

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { httpGet, rawRequest, statusOf } from '../helpers/http.js';
+import { once } from 'node:events';
+import { connect } from 'node:net';
+import { httpGet, rawRequest, readUntil, statusOf } from '../helpers/http.js';
 import { startRawUpstream, startUpstream } from '../helpers/upstream.js';
 import { memberOf, startGateway, waitFor } from './harness.js';
 
@@ -54,5 +56,24 @@ describe('members failing in the middle of things', () => {
     gw.publish({ 'app.test': { members: [closing.address, good.address] } });
     // A bodiless GET the member closed on before answering goes to the other member.
     for (let i = 0; i < 6; i++) expect((await httpGet(gw.port, 'app.test')).body).toBe('other member');
+  });
+});
+
+describe('shutdown with sockets node:http no longer owns', () => {
+  it('closes within the drain bound even when a client of a non-WebSocket upgrade keeps its side open', async () => {
+    const member = await startUpstream((_req, res) => res.end('plain answer'));
+    const gw = await startGateway({ 'app.test': { members: [member.address] } });
+    // allowHalfOpen: the client does not answer the gateway's FIN with its own.
+    const client = connect({ port: gw.port, host: '127.0.0.1', allowHalfOpen: true });
+    client.on('error', () => {});
+    await once(client, 'connect');
+    client.write('GET / HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n');
+    expect(await readUntil(client, (text) => text.includes('plain answer'))).toMatch(/^HTTP\/1\.1 200/);
+    // The client never closes its side; the gateway must not wait on it forever.
+    const started = Date.now();
+    await gw.gateway.close(500);
+    expect(Date.now() - started).toBeLessThan(3_000);
+    await waitFor(() => gw.gateway.inFlight === 0, 2_000, 'the request to be counted out');
+    client.destroy();
   });
 });
