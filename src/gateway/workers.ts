@@ -125,6 +125,10 @@ export class WorkerPool implements PlaneHost {
   /** The ACME HTTP-01 answers every worker gives; resolves once each live worker has them. */
   async setChallenges(challenges: Record<string, string>): Promise<void> {
     this.#challenges = challenges;
+    // A worker still binding has been fed already: it gets them too, without being waited for.
+    for (const member of this.#members.values()) {
+      if (!member.listening && member.sent >= 0) this.#send(member.worker, { t: 'challenges', challenges, id: 0 });
+    }
     await this.#ask<unknown>((id) => ({ t: 'challenges', challenges, id }));
   }
 
@@ -263,16 +267,16 @@ export class WorkerPool implements PlaneHost {
       ({ worker }) =>
         new Promise<T | undefined>((resolve) => {
           const id = this.#nextRequest++;
-          const timer = setTimeout(() => {
-            this.#requests.delete(id);
-            resolve(undefined);
-          }, REQUEST_TIMEOUT_MS);
-          this.#requests.set(id, (value) => {
+          const answer = (value: unknown): void => {
             clearTimeout(timer);
+            worker.off('exit', onExit);
             this.#requests.delete(id);
-            resolve(value as T);
-          });
-          worker.once('exit', () => this.#requests.get(id)?.(undefined));
+            resolve(value as T | undefined);
+          };
+          const onExit = (): void => answer(undefined);
+          const timer = setTimeout(onExit, REQUEST_TIMEOUT_MS);
+          this.#requests.set(id, answer);
+          worker.once('exit', onExit);
           this.#send(worker, message(id));
         }),
     );

@@ -44,6 +44,9 @@ describe('tfgate serve --workers 2', () => {
     expect(metrics).toMatch(/tfgate_http_requests_total\{status_class="2xx",route="w\.test"\} 40\n/);
     const status = JSON.parse(await adminGet(gw.listening.admin, '/status')) as { routes: { fqdn: string; requests: number; members: { requests: number }[] }[] };
     expect(status.routes[0]).toMatchObject({ fqdn: 'w.test', requests: 40, members: [{ requests: 40 }] });
+    // Polling (as the dashboard does) leaves no listener behind on the workers.
+    for (let i = 0; i < 15; i++) await adminGet(gw.listening.admin, '/status');
+    expect(gw.stderr()).not.toContain('MaxListenersExceededWarning');
     // Both workers answered some of the 40 connections (access log lines carry each process's pid).
     const servingPids = new Set(gw.lines.filter((line) => line.msg === 'request').map((line) => line.pid));
     expect(servingPids.size).toBeGreaterThanOrEqual(1);

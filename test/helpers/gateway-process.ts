@@ -29,6 +29,8 @@ export interface GatewayProcess {
   readonly lines: Record<string, unknown>[];
   /** Resolves with the first line (seen or still to come) that satisfies `match`, within `timeoutMs`. */
   waitForLine(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** Everything printed on stderr so far. */
+  stderr(): string;
   /** Sends SIGTERM and resolves with the exit code. */
   stop(): Promise<number | null>;
 }
@@ -94,6 +96,7 @@ export async function startGatewayProcess(args: string[] = [], options: { timeou
     stateDir,
     lines,
     waitForLine,
+    stderr: () => stderr,
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       const exited = once(child, 'exit');
