@@ -39,10 +39,16 @@ async function run(workers: number, background: number, publishes: number): Prom
     '--state-dir', join(dir, 'state'), '--certs-dir', join(dir, 'certs'), '--routes', join(dir, 'routes.json'), '--global-domain', 'test', '--access-log=false', '--workers', String(workers)], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const listening = await new Promise<{ http: number; control: number; publicKey: string }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('tfgate did not listen within 30 s')), 30_000);
       createInterface({ input: child.stdout! }).on('line', (line) => {
-        if (line.includes('"msg":"listening"')) resolve(JSON.parse(line) as { http: number; control: number; publicKey: string });
+        if (!line.includes('"msg":"listening"')) return;
+        clearTimeout(timer);
+        resolve(JSON.parse(line) as { http: number; control: number; publicKey: string });
       });
-      child.once('exit', (code) => reject(new Error(`tfgate exited with ${code}`)));
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`tfgate exited with ${code}`));
+      });
     });
     const keys = createClientKeys(join(dir, 'keys'), 'bench');
     const store = openStore(join(dir, 'state'));
@@ -67,19 +73,25 @@ async function run(workers: number, background: number, publishes: number): Prom
     const at = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))]!;
     return { workers, background, p50: at(0.5), p99: at(0.99), max: times[times.length - 1]!, rssMb };
   } finally {
-    child.kill('SIGTERM');
     member.close();
-    await new Promise((resolve) => child.once('exit', resolve));
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(killer);
+    }
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
 function get(port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, headers: { host }, agent: false }, (res) => {
+    const req = request({ host: '127.0.0.1', port, headers: { host }, agent: false, timeout: 10_000 }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode ?? 0));
     });
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${host} within 10 s`)));
     req.on('error', reject);
     req.end();
   });

@@ -42,6 +42,7 @@ export async function run(argv: string[]): Promise<number> {
   };
   try {
     const config = loadConfig([
+      '--workers', '1',
       '--http', '127.0.0.1:0',
       '--https', '127.0.0.1:0',
       '--control', '127.0.0.1:0',

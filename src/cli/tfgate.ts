@@ -23,7 +23,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(usage());
     return command === undefined ? 1 : 0;
   }
-  if (!(command in COMMANDS)) {
+  if (!Object.hasOwn(COMMANDS, command)) {
     process.stderr.write(`tfgate: unknown command "${command}"\n\n${usage()}`);
     return 1;
   }

@@ -121,7 +121,6 @@ export class CertManager {
   readonly #queue: string[] = [];
   #running = 0;
   #failures = 0;
-  #orders = 0;
   #timer: NodeJS.Timeout | undefined;
   #served = '';
   #closed = false;
@@ -182,11 +181,6 @@ export class CertManager {
   /** Orders that failed since start (the `tfgate_acme_failures_total` counter). */
   failures(): number {
     return this.#failures;
-  }
-
-  /** Orders placed since start. */
-  orders(): number {
-    return this.#orders;
   }
 
   /** Stops the loop and closes the issuer and storage; orders in flight finish on their own and are neither stored nor served. Idempotent. */
@@ -271,7 +265,6 @@ export class CertManager {
   async #order(fqdn: string, state: NameState): Promise<void> {
     const renewal = state.held !== undefined;
     const started = this.#now();
-    this.#orders++;
     this.#log.info({ fqdn, renewal, directory: this.#o.directory }, 'ACME order placed');
     try {
       const issued = await this.#o.issuer.issue(fqdn, this.challenges);

@@ -50,6 +50,3 @@ export interface CertificateSpec {
   /** Names it is served for (empty for the default certificate, which serves every other name). */
   readonly servedFor: readonly string[];
 }
-
-/** The state before anything is published. */
-export const EMPTY_ROUTING_STATE: RoutingState = Object.freeze({ version: 0, routes: Object.freeze({}) });
