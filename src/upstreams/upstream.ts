@@ -65,8 +65,12 @@ export class Upstream {
     return this.#consecutiveFailures;
   }
 
-  /** The member refused or timed out a connection: eject it for the next back-off period. */
+  /**
+   * The member refused or timed out a connection: eject it for the next back-off period. Failures
+   * while it is already ejected (requests that were queued on it) do not lengthen the back-off.
+   */
   recordFailure(now: number): void {
+    if (now < this.#ejectedUntil) return;
     this.#consecutiveFailures++;
     const exponent = Math.min(this.#consecutiveFailures - 1, 20);
     const backoff = Math.min(this.#policy.maxMs, this.#policy.baseMs * 2 ** exponent);

@@ -84,13 +84,24 @@ describe('Upstream ejection back-off', () => {
   it('starts at 1 s, doubles per consecutive failure, caps at 30 s, resets on success', () => {
     const [member] = members(1);
     const periods: number[] = [];
+    let now = 0;
     for (let i = 0; i < 8; i++) {
-      member!.recordFailure(0);
-      periods.push(member!.ejectedUntil);
+      // Each failure comes when the previous ejection is over (the member was tried again).
+      now = member!.ejectedUntil;
+      member!.recordFailure(now);
+      periods.push(member!.ejectedUntil - now);
     }
     expect(periods).toEqual([1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
     member!.recordSuccess();
-    member!.recordFailure(0);
+    now = member!.ejectedUntil;
+    member!.recordFailure(now);
+    expect(member!.ejectedUntil - now).toBe(1_000);
+  });
+
+  it('counts a burst of failures during one ejection once (requests queued on a dead member fail together)', () => {
+    const [member] = members(1);
+    for (let i = 0; i < 40; i++) member!.recordFailure(i);
+    expect(member!.consecutiveFailures).toBe(1);
     expect(member!.ejectedUntil).toBe(1_000);
   });
 });
