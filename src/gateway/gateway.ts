@@ -4,7 +4,6 @@ import type { IncomingMessage, Server, ServerOptions } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Limits, ListenAddress } from '../config.js';
-import { parseHostname } from '../hostname.js';
 import type { Logger } from '../log.js';
 import type { CertStore } from '../sni/index.js';
 import { RetryBudget } from '../upstreams/index.js';
@@ -20,8 +19,9 @@ import { lingerThenDestroy, logFailure, writeSocketError } from './respond.js';
 import type { Route } from './route.js';
 import { hasBody } from './steps.js';
 import type { RequestTarget } from './steps.js';
-import { acceptTls, servernameOf } from './tls-accept.js';
-import { checkServername, httpsRedirect } from './tls-steps.js';
+import { acceptTls, presentedOn } from './tls-accept.js';
+import { checkServername, httpsRedirect, presentFor } from './tls-steps.js';
+import type { Presented } from './tls-steps.js';
 import { WebSocketProxy, isWebSocketUpgrade } from './websocket.js';
 
 /** What a gateway runs on; `now` is injectable so tests control ejection back-off. */
@@ -98,7 +98,7 @@ export class Gateway {
     const certificates = this.#options.certificates;
     if (!certificates?.()) throw new Error('HTTPS needs a certificate store with a default certificate');
     const pipeline = this.#pipeline('https', {
-      checkServername: (socket, hostname) => checkServername(certificates(), servernameOf(socket), hostname),
+      checkServername: (socket, hostname) => checkServername(presentedOn(socket) as Presented | undefined, hostname),
     });
     const server = createServer(this.#serverOptions(), pipeline.handle);
     const [httpConnection] = server.listeners('connection') as ((socket: Duplex) => void)[];
@@ -111,10 +111,9 @@ export class Gateway {
       acceptTls(socket, {
         timeoutMs: this.#options.limits.headersTimeoutMs,
         select: (servername) => {
-          const parsed = servername === undefined ? undefined : parseHostname(servername, { allowPort: false });
           const store = certificates();
           if (!store) throw new Error('the certificate store is gone');
-          return store.select(parsed?.ok ? parsed.hostname : undefined).context;
+          return presentFor(store, servername);
         },
         onSecure: (tls) => {
           this.#handshaking.delete(socket);

@@ -5,13 +5,19 @@ import { MAX_CLIENT_HELLO_BYTES, parseClientHello } from '../sni/index.js';
 import { BadRequestError } from './errors.js';
 import { writeSocketError } from './respond.js';
 
-const kServername = Symbol('tfgate.servername');
-type NamedTlsSocket = TLSSocket & { [kServername]?: string };
+const kPresented = Symbol('tfgate.presented');
+type MarkedTlsSocket = TLSSocket & { [kPresented]?: unknown };
+
+/** What the listener chose for a handshake: the context, and a note kept on the connection for its requests. */
+export interface TlsChoice {
+  readonly context: SecureContext;
+  readonly presented: unknown;
+}
 
 /** How {@link acceptTls} chooses a certificate and reports the outcome. */
 export interface TlsAcceptOptions {
   /** The context for a raw SNI name (undefined: the client sent none). Runs per handshake: no I/O. */
-  select(servername: string | undefined): SecureContext;
+  select(servername: string | undefined): TlsChoice;
   /** Bound on the ClientHello and the handshake together. */
   readonly timeoutMs: number;
   onSecure(socket: TLSSocket): void;
@@ -63,16 +69,16 @@ export function acceptTls(socket: Socket, options: TlsAcceptOptions): void {
     cleanup();
     socket.pause();
     socket.unshift(received);
-    let context: SecureContext;
+    let choice: TlsChoice;
     try {
-      context = options.select(hello.servername);
+      choice = options.select(hello.servername);
     } catch (err) {
       fail(`no certificate: ${(err as Error).message}`);
       return;
     }
     // TLSSocket reads what was unshifted before it reads the socket's handle.
-    const tls: NamedTlsSocket = new TLSSocket(socket, { isServer: true, secureContext: context, ALPNProtocols: ['http/1.1'] });
-    if (hello.servername !== undefined) tls[kServername] = hello.servername;
+    const tls: MarkedTlsSocket = new TLSSocket(socket, { isServer: true, secureContext: choice.context, ALPNProtocols: ['http/1.1'] });
+    tls[kPresented] = choice.presented;
     let secure = false;
     tls.once('secure', () => {
       secure = true;
@@ -92,9 +98,9 @@ export function acceptTls(socket: Socket, options: TlsAcceptOptions): void {
   socket.on('end', onEnd);
 }
 
-/** The SNI name a TLS socket from {@link acceptTls} was opened with, as the client sent it. */
-export function servernameOf(socket: unknown): string | undefined {
-  return (socket as NamedTlsSocket)[kServername];
+/** The note {@link TlsAcceptOptions.select} returned for the handshake of this TLS socket. */
+export function presentedOn(socket: unknown): unknown {
+  return (socket as MarkedTlsSocket)[kPresented];
 }
 
 function looksLikeHttp(data: Buffer): boolean {

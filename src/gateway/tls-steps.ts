@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseHostname } from '../hostname.js';
 import { certificateCovers } from '../sni/index.js';
-import type { CertStore } from '../sni/index.js';
+import type { SecureContext } from 'node:tls';
+import type { CertStore, StoredCertificate } from '../sni/index.js';
 import { HttpsRedirect, MisdirectedRequestError } from './errors.js';
 import type { RequestTarget } from './steps.js';
 
@@ -19,17 +20,35 @@ export function httpsRedirect(store: CertStore | undefined, httpsPort: number | 
   return new HttpsRedirect(`https://${target.hostname}${port}${target.path}`);
 }
 
+/** What a TLS connection was opened with: its SNI (normalised once, at the handshake) and the certificate presented. */
+export interface Presented {
+  /** The normalised SNI; undefined when the client sent none, null when what it sent is not a hostname. */
+  readonly servername: string | null | undefined;
+  readonly certificate: StoredCertificate;
+}
+
+/** The certificate for a raw SNI name and what requests on the connection are checked against. */
+export function presentFor(store: CertStore, rawServername: string | undefined): { context: SecureContext; presented: Presented } {
+  let servername: string | null | undefined;
+  if (rawServername !== undefined) {
+    const parsed = parseHostname(rawServername, { allowPort: false });
+    servername = parsed.ok ? parsed.hostname : null;
+  }
+  const { certificate, context } = store.select(servername ?? undefined);
+  return { context, presented: { servername, certificate } };
+}
+
 /**
  * Over HTTPS, when the client sent SNI and asks for another Host, that Host must be covered by the
- * certificate chosen for the SNI, or connection reuse would let one site answer for another
+ * certificate presented for the SNI, or connection reuse would let one site answer for another
  * (RFC 9110 §7.4, §15.5.20). Host equal to SNI is always fine, even on the default certificate.
+ * Hot path: a string comparison, and the certificate's names only when they differ.
  */
-export function checkServername(store: CertStore | undefined, servername: string | undefined, hostname: string): MisdirectedRequestError | undefined {
-  if (servername === undefined || servername === '' || store === undefined) return undefined;
-  const parsed = parseHostname(servername, { allowPort: false });
-  if (!parsed.ok) return new MisdirectedRequestError(hostname, servername);
-  if (parsed.hostname === hostname) return undefined;
-  return certificateCovers(store.lookup(parsed.hostname), hostname) ? undefined : new MisdirectedRequestError(hostname, parsed.hostname);
+export function checkServername(presented: Presented | undefined, hostname: string): MisdirectedRequestError | undefined {
+  const servername = presented?.servername;
+  if (servername === undefined || servername === hostname) return undefined;
+  if (servername !== null && certificateCovers(presented!.certificate, hostname)) return undefined;
+  return new MisdirectedRequestError(hostname, servername ?? 'an invalid server name');
 }
 
 /**

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { request } from 'node:https';
+import { Agent, request } from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
 import { connect as tlsConnect } from 'node:tls';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
@@ -118,6 +118,28 @@ describe('HTTPS listener', () => {
     expect((await httpsGet(httpsPort, 'shop.example.com', 'blog.example.com')).status).toBe(200);
     // The default certificate covers neither: another site on that connection is misdirected.
     expect((await httpsGet(httpsPort, 'plain.test', 'www.example.com')).status).toBe(421);
+  });
+
+  it('checks a reused connection against the certificate it presented, even after the certificates changed', async () => {
+    const { httpsPort, routing, apply } = await startTlsGateway();
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    onTestFinished(() => agent.destroy());
+    const get = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port: httpsPort, path: '/', headers: { host }, agent, rejectUnauthorized: false, servername: 'www.example.com' }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    expect(await get('www.example.com')).toBe(200);
+    // www.example.com now falls to the wildcard certificate, which covers blog.example.com; the open
+    // connection presented the www-only certificate, so blog.example.com is still misdirected on it.
+    const { certificates } = routing.snapshot();
+    routing.setGatewayCertificates(new Map(Object.entries(certificates!).filter(([key]) => key !== 'operator:www.pem')));
+    apply();
+    expect(await get('blog.example.com')).toBe(421);
   });
 
   it('refuses TLS 1.1 and survives garbage instead of a ClientHello', async () => {
