@@ -41,12 +41,12 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   let ownCertificates = await loadGatewayCertificates(config, log);
   // The primary's compiled view of the state: what /status and the gauges list. Traffic counters
   // come from the data plane processes (this one with --workers 1, the workers otherwise).
-  const view = new DataPlane({ balancer: config.balancer });
+  // With --workers 1 that is the data plane itself, not a second copy of it.
   const ticketKeys = new TicketKeyRotation();
+  const local = config.workers > 1 ? undefined : new LocalPlane(config, log, ticketKeys.current);
   const plane: PlaneHost =
-    config.workers > 1
-      ? new WorkerPool({ count: config.workers, config, log: log.child({ component: 'workers' }), state: () => routing.snapshot(), ticketKeys: ticketKeys.current })
-      : new LocalPlane(config, log, ticketKeys.current);
+    local ?? new WorkerPool({ count: config.workers, config, log: log.child({ component: 'workers' }), state: () => routing.snapshot(), ticketKeys: ticketKeys.current });
+  const view = local?.dataPlane ?? new DataPlane({ balancer: config.balancer });
   ticketKeys.onRotate((keys) => plane.setTicketKeys(keys));
   // Replaced below once the data plane can take certificates; ACME may call it from then on.
   let refreshCertificates = (): void => {};
@@ -54,16 +54,29 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const acme = config.acme
     ? await startCertManager({ ...config.acme, certsDir: config.certsDir, stateDir: config.stateDir, log: log.child({ component: 'acme' }), onChange: () => refreshCertificates() })
     : undefined;
-  routing.setGatewayCertificates(withAcme(ownCertificates, acme));
+  const acmeSpecs = new Map<string, CertificateSpec>();
+  routing.setGatewayCertificates(withAcme(ownCertificates, acme, acmeSpecs));
   acme?.challenges.subscribe((tokens) => plane.setChallenges(tokens));
-  /** Installs a state in every data plane and tells ACME which names are published now (its abuse guard). */
+  // ACME's abuse guard needs every published name, which costs the whole table: told at most every
+  // 250 ms rather than at every publish, so a publish keeps costing only its change.
+  let publishedTimer: NodeJS.Timeout | undefined;
+  const tellAcmePublished = (): void => {
+    if (!acme || publishedTimer) return;
+    publishedTimer = setTimeout(() => {
+      publishedTimer = undefined;
+      acme.setPublished(publishedNames(routing.snapshot()));
+    }, 250);
+    publishedTimer.unref();
+  };
+  acme?.setPublished(publishedNames(routing.snapshot()));
+  /** Installs a state in every data plane (and, soon after, tells ACME which names are published). */
   const applyState = async (state: RoutingState): Promise<void> => {
-    view.apply(state);
-    acme?.setPublished(publishedNames(state));
+    if (view !== local?.dataPlane) view.apply(state);
+    tellAcmePublished();
     await plane.apply(state);
   };
   refreshCertificates = (): void => {
-    routing.setGatewayCertificates(withAcme(ownCertificates, acme));
+    routing.setGatewayCertificates(withAcme(ownCertificates, acme, acmeSpecs));
     applyState(routing.snapshot()).catch((err: unknown) => log.error({ err }, 'certificates could not be installed'));
   };
 
@@ -130,7 +143,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       publicKey: control.publicKey,
       async reload() {
         ownCertificates = await loadGatewayCertificates(config, log);
-        routing.setGatewayCertificates(withAcme(ownCertificates, acme));
+        routing.setGatewayCertificates(withAcme(ownCertificates, acme, acmeSpecs));
         if (config.routesFile) {
           try {
             routing.setStatic(await readRoutes(config.routesFile));
@@ -146,6 +159,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
           ready = false;
           acme?.close();
           ticketKeys.close();
+          clearTimeout(publishedTimer);
           await plane.close(config.drainTimeoutMs);
           await control.close();
           await admin.close();
@@ -157,6 +171,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   } catch (err) {
     acme?.close();
     ticketKeys.close();
+    clearTimeout(publishedTimer);
     await Promise.allSettled([plane.close(0), ...started.map((part) => part.close())]);
     throw err;
   }
@@ -181,10 +196,20 @@ async function loadGatewayCertificates(config: Config, log: Logger): Promise<Map
   return certificates;
 }
 
-/** The gateway's own certificates plus the ACME ones in force, keyed `acme:<fqdn>`. */
-function withAcme(own: ReadonlyMap<string, CertificateSpec>, acme: CertManager | undefined): Map<string, CertificateSpec> {
+/**
+ * The gateway's own certificates plus the ACME ones in force, keyed `acme:<fqdn>`. Specs are reused
+ * by certificate id (`specs`), so data planes do not parse unchanged ACME certificates again.
+ */
+function withAcme(own: ReadonlyMap<string, CertificateSpec>, acme: CertManager | undefined, specs: Map<string, CertificateSpec>): Map<string, CertificateSpec> {
   const all = new Map(own);
-  for (const certificate of acme?.certificates() ?? []) all.set(`acme:${certificate.origin}`, toSpec(certificate));
+  const inUse = new Set<string>();
+  for (const certificate of acme?.certificates() ?? []) {
+    let spec = specs.get(certificate.bundle.id);
+    if (!spec) specs.set(certificate.bundle.id, (spec = toSpec(certificate)));
+    inUse.add(certificate.bundle.id);
+    all.set(`acme:${certificate.origin}`, spec);
+  }
+  for (const id of specs.keys()) if (!inUse.has(id)) specs.delete(id);
   return all;
 }
 

@@ -1,7 +1,7 @@
 import { Cluster, UpstreamRegistry, createBalancer } from '../upstreams/index.js';
 import type { BalancerName, EjectionPolicy, Upstream } from '../upstreams/index.js';
 import { CertStore, SecureContextCache, parseCertificateBundle } from '../sni/index.js';
-import type { StoredCertificate } from '../sni/index.js';
+import type { CertificateBundle, StoredCertificate } from '../sni/index.js';
 import { RouteTable, RouteTableRef } from '../vhost/index.js';
 import type { CertificateSpec, RouteSpec, RoutingChanges, RoutingState } from '../vhost/index.js';
 import type { Route } from './route.js';
@@ -22,7 +22,8 @@ export class DataPlane {
   readonly #clusters = new Map<string, { spec: RouteSpec; route: Route }>();
   readonly #contexts: SecureContextCache;
   #certificateSpecs: RoutingState['certificates'];
-  #parsed = new Map<CertificateSpec, StoredCertificate>();
+  /** Parsed certificates by their PEM, kept from one certificate set to the next. */
+  #bundles = new Map<string, { keyPem: string; bundle: CertificateBundle }>();
   #certStore: CertStore | undefined;
 
   constructor(options: {
@@ -119,17 +120,20 @@ export class DataPlane {
   }
 
   #installCertificates(specs: RoutingState['certificates']): void {
-    const parsed = new Map<CertificateSpec, StoredCertificate>();
+    // Keyed by content: specs that crossed IPC are new objects, but unchanged PEM is not parsed again.
+    const bundles = new Map<string, { keyPem: string; bundle: CertificateBundle }>();
+    const stored: StoredCertificate[] = [];
     let fallback: StoredCertificate | undefined;
     for (const spec of Object.values(specs ?? {})) {
-      const stored =
-        this.#parsed.get(spec) ??
-        Object.freeze({ bundle: parseCertificateBundle(spec.certPem + spec.keyPem), source: spec.source, origin: spec.origin, servedFor: spec.servedFor });
-      parsed.set(spec, stored);
-      if (spec.source === 'default') fallback = stored;
+      const known = this.#bundles.get(spec.certPem) ?? bundles.get(spec.certPem);
+      const bundle = known?.keyPem === spec.keyPem ? known.bundle : parseCertificateBundle(spec.certPem + spec.keyPem);
+      bundles.set(spec.certPem, { keyPem: spec.keyPem, bundle });
+      const certificate = Object.freeze({ bundle, source: spec.source, origin: spec.origin, servedFor: spec.servedFor });
+      if (spec.source === 'default') fallback = certificate;
+      else stored.push(certificate);
     }
-    this.#certStore = fallback ? new CertStore(fallback, [...parsed.values()].filter((c) => c !== fallback), this.#contexts) : undefined;
-    this.#parsed = parsed;
+    this.#certStore = fallback ? new CertStore(fallback, stored, this.#contexts) : undefined;
+    this.#bundles = bundles;
     this.#certificateSpecs = specs;
   }
 
