@@ -55,6 +55,9 @@ export interface Routed {
   readonly headers: string[];
 }
 
+/** A request goes to at most this many members: the first, and one retry. */
+const MAX_ATTEMPTS = 2;
+
 const kExchange = Symbol('tfgate.exchange');
 type TrackedResponse = ServerResponse & { [kExchange]?: Exchange };
 
@@ -145,7 +148,12 @@ export class Pipeline {
       return;
     }
     if (retryable && ex.routed !== undefined) {
-      const next = ex.attempts < 2 ? ex.routed.route.cluster.pick(this.#o.now(), member) : undefined;
+      const next = ex.routed.route.cluster.pick(this.#o.now(), member);
+      if (ex.attempts >= MAX_ATTEMPTS && next !== undefined) {
+        // The retry failed too while other members are up: say what happened, not "every member is down".
+        this.#fail(ex, err);
+        return;
+      }
       if (next !== undefined && !this.#o.retryBudget.tryRetry()) {
         this.#o.log.warn({ err, member: member.address, fqdn: ex.routed.route.fqdn }, 'member failed, retry budget spent');
         this.#fail(ex, err);

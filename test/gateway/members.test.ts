@@ -46,6 +46,16 @@ describe('gateway members', () => {
     expect((await httpGet(gw.port, 'app.test')).status).toBe(502);
   });
 
+  it('says what failed, not "every member is down", when its one retry failed but another member is up', async () => {
+    const good = await startUpstream((_req, res) => res.end('up'));
+    const gw = await startGateway({ 'app.test': { members: [await deadAddress(), await deadAddress(), good.address] } });
+    const res = await httpGet(gw.port, 'app.test');
+    expect(res.status).toBe(502);
+    expect(res.body).not.toContain('every member');
+    // The next request reaches the member that is up.
+    expect((await httpGet(gw.port, 'app.test')).body).toBe('up');
+  });
+
   it('answers 503 for a cluster with no members', async () => {
     const gw = await startGateway({ 'app.test': { members: [] } });
     const res = await httpGet(gw.port, 'app.test');
