@@ -74,27 +74,32 @@ export class SecureContextCache {
  * wildcard certificate, then the default. `select` runs inside SNICallback: no I/O, no await.
  */
 export class CertStore {
-  readonly #exact = new Map<string, StoredCertificate>();
+  /** Candidates per name, best first (source precedence, then the later expiry). */
+  readonly #exact = new Map<string, StoredCertificate[]>();
   /** Keyed by the wildcard's parent: `*.example.com` under `example.com`. */
-  readonly #wildcard = new Map<string, StoredCertificate>();
+  readonly #wildcard = new Map<string, StoredCertificate[]>();
   readonly #default: StoredCertificate;
   readonly #contexts: SecureContextCache;
   readonly #all: readonly StoredCertificate[];
+  readonly #now: () => number;
 
-  constructor(defaultCertificate: StoredCertificate, certificates: readonly StoredCertificate[], contexts: SecureContextCache) {
+  constructor(defaultCertificate: StoredCertificate, certificates: readonly StoredCertificate[], contexts: SecureContextCache, now: () => number = Date.now) {
     this.#default = defaultCertificate;
     this.#contexts = contexts;
+    this.#now = now;
     this.#all = Object.freeze([defaultCertificate, ...certificates]);
     for (const certificate of certificates) {
       for (const name of certificate.servedFor) {
         const index = name.startsWith('*.') ? this.#wildcard : this.#exact;
         const key = name.startsWith('*.') ? name.slice(2) : name;
         const held = index.get(key);
-        if (!held || PRECEDENCE[certificate.source] < PRECEDENCE[held.source] || (held.source === certificate.source && certificate.bundle.notAfter > held.bundle.notAfter)) {
-          index.set(key, certificate);
-        }
+        if (held) held.push(certificate);
+        else index.set(key, [certificate]);
       }
     }
+    const best = (a: StoredCertificate, b: StoredCertificate): number =>
+      PRECEDENCE[a.source] - PRECEDENCE[b.source] || b.bundle.notAfter.getTime() - a.bundle.notAfter.getTime();
+    for (const index of [this.#exact, this.#wildcard]) for (const list of index.values()) list.sort(best);
     Object.freeze(this);
   }
 
@@ -107,10 +112,11 @@ export class CertStore {
   /** The certificate that would be served for a servername, without building its context. */
   lookup(servername: string | undefined): StoredCertificate {
     if (!servername) return this.#default;
-    const exact = this.#exact.get(servername);
+    const now = this.#now();
+    const exact = current(this.#exact.get(servername), now);
     if (exact) return exact;
     const dot = servername.indexOf('.');
-    return (dot > 0 ? this.#wildcard.get(servername.slice(dot + 1)) : undefined) ?? this.#default;
+    return (dot > 0 ? current(this.#wildcard.get(servername.slice(dot + 1)), now) : undefined) ?? this.#default;
   }
 
   /** True when a name has a certificate of its own (not the default). */
@@ -118,15 +124,20 @@ export class CertStore {
     return this.lookup(hostname) !== this.#default;
   }
 
-  /** The default certificate. */
-  get defaultCertificate(): StoredCertificate {
-    return this.#default;
-  }
-
   /** Every certificate the store holds, the default first (for status pages). */
   all(): readonly StoredCertificate[] {
     return this.#all;
   }
+}
+
+/**
+ * The best candidate still valid at `now`: a certificate that expired while loaded (an operator file
+ * not yet replaced) gives way to the next one, e.g. the ACME certificate for the same name.
+ */
+function current(candidates: readonly StoredCertificate[] | undefined, now: number): StoredCertificate | undefined {
+  if (!candidates) return undefined;
+  for (const candidate of candidates) if (candidate.bundle.notAfter.getTime() > now) return candidate;
+  return undefined;
 }
 
 /** True when `certificate` covers `hostname` (its SANs, with TLS wildcard rules). */

@@ -34,6 +34,19 @@ describe('CertStore', () => {
     expect(store.hasOwnCertificate('nothing.test')).toBe(false);
   });
 
+  it('passes over a certificate that expired while loaded, to the next candidate for the name', () => {
+    const soon = new Date(Date.now() + 60_000);
+    const operatorCert = makeCertificate({ names: ['pay.example.com'], notAfter: soon });
+    const operator: StoredCertificate = { bundle: parseCertificateBundle(operatorCert.certPem + operatorCert.keyPem), source: 'operator', origin: 'pay.pem', servedFor: ['pay.example.com'] };
+    const acme = stored(['pay.example.com'], 'acme');
+    let now = Date.now();
+    const clocked = new CertStore(fallback, [acme, operator], new SecureContextCache(), () => now);
+    expect(clocked.lookup('pay.example.com')).toBe(operator);
+    now = soon.getTime() + 1_000;
+    expect(clocked.lookup('pay.example.com')).toBe(acme);
+    expect(new CertStore(fallback, [operator], new SecureContextCache(), () => now).lookup('pay.example.com')).toBe(fallback);
+  });
+
   it('builds each TLS context once and reuses it', () => {
     const cache = new SecureContextCache();
     const first = new CertStore(fallback, [exact], cache);
