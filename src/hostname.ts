@@ -75,6 +75,19 @@ export function normalizeHostname(raw: string, options?: HostnameOptions): strin
 }
 
 /**
+ * A Host header value to send (a route's `rewrite`): the name normalised as {@link parseHostname}
+ * does, its port, if one was given, kept (`Docs.Internal:8080` → `docs.internal:8080`).
+ */
+export function parseAuthority(raw: string): HostnameResult {
+  const result = parseHostname(raw);
+  if (!result.ok) return result;
+  const close = raw.lastIndexOf(']');
+  const colon = raw.lastIndexOf(':');
+  const port = colon > close && (close !== -1 || raw.indexOf(':') === colon) ? raw.slice(colon) : '';
+  return { ok: true, hostname: result.hostname + port };
+}
+
+/**
  * The one-label wildcard that would cover a normalised name (`a.example.com` → `*.example.com`),
  * or undefined for a name with a single label, an IP literal, or a wildcard itself.
  */

@@ -79,3 +79,13 @@ describe('wildcardOf / wildcardParent', () => {
     expect(wildcardParent('example.com')).toBeUndefined();
   });
 });
+
+describe('parseAuthority', () => {
+  it('normalises the name and keeps the port', async () => {
+    const { parseAuthority } = await import('../src/hostname.js');
+    expect(parseAuthority('Docs.Internal:8080')).toEqual({ ok: true, hostname: 'docs.internal:8080' });
+    expect(parseAuthority('bücher.example')).toEqual({ ok: true, hostname: 'xn--bcher-kva.example' });
+    expect(parseAuthority('[::1]:81')).toEqual({ ok: true, hostname: '[::1]:81' });
+    expect(parseAuthority('bad host').ok).toBe(false);
+  });
+});

@@ -1,4 +1,4 @@
-import { parseHostname } from '../hostname.js';
+import { parseAuthority, parseHostname } from '../hostname.js';
 import type { Logger } from '../log.js';
 import { parseMemberAddress } from '../upstreams/index.js';
 import { CertificateError, checkCertificate, parseCertificateBundle } from '../sni/index.js';
@@ -202,7 +202,7 @@ export class Commands {
     if (uuid.length === 0) throw new BadParamsError('publish_web needs a uuid: it becomes the cluster id');
     const domainText = text(params, 'domain');
     const subdomain = text(params, 'subdomain');
-    const rewrite = optionalText(params, 'rewrite');
+    const rewriteText = optionalText(params, 'rewrite');
     const ssl = optionalText(params, 'ssl');
     const containers = params.get('containers');
     if (!Array.isArray(containers)) throw new BadParamsError('"containers" must be an array');
@@ -215,9 +215,11 @@ export class Commands {
     const name = parseHostname(subdomain + domain.hostname, { allowPort: false, allowWildcard: true });
     if (!name.ok) throw new BadParamsError(`${JSON.stringify((subdomain + domain.hostname).slice(0, 300))}: ${name.reason}`);
     const fqdn = name.hostname;
-    if (rewrite !== null) {
-      const host = parseHostname(rewrite, { allowPort: true });
-      if (!host.ok) throw new BadParamsError(`rewrite ${JSON.stringify(rewrite.slice(0, 300))}: ${host.reason}`);
+    let rewrite: string | null = null;
+    if (rewriteText !== null) {
+      const host = parseAuthority(rewriteText);
+      if (!host.ok) throw new BadParamsError(`rewrite ${JSON.stringify(rewriteText.slice(0, 300))}: ${host.reason}`);
+      rewrite = host.hostname;
     }
     const certificate = ssl === null ? null : this.#sessionCertificate(ssl, fqdn);
     if (containers.length > MAX_MEMBERS) throw new BadParamsError(`a cluster may have at most ${MAX_MEMBERS} members`);

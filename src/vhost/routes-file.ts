@@ -1,4 +1,4 @@
-import { parseHostname } from '../hostname.js';
+import { parseAuthority, parseHostname } from '../hostname.js';
 import { parseMemberAddress } from '../upstreams/index.js';
 import type { RouteSpec } from './routing-state.js';
 
@@ -42,9 +42,9 @@ export function parseRoutesFile(text: string, origin = 'routes file'): RouteSpec
     let rewriteHost: string | null = null;
     if (rewrite !== undefined && rewrite !== null) {
       if (typeof rewrite !== 'string') throw new RoutesFileError(`${where}: "rewrite" must be a hostname`);
-      const host = parseHostname(rewrite, { allowPort: true });
+      const host = parseAuthority(rewrite);
       if (!host.ok) throw new RoutesFileError(`${where}: rewrite: ${host.reason}`);
-      rewriteHost = rewrite.toLowerCase();
+      rewriteHost = host.hostname;
     }
     specs.set(
       fqdn.hostname,

@@ -170,3 +170,12 @@ describe('cluster limit', () => {
     expect((await other.request('publish_web', publish('d.', ['10.0.0.3:80']))).params).toEqual({});
   });
 });
+
+describe('rewrite', () => {
+  it('is normalised as the routes file does it, port kept', async () => {
+    const gw = await startTestControlPlane();
+    const client = await gw.session();
+    expect((await client.request('publish_web', publish('r.', ['10.0.0.1:80'], { rewrite: 'Inside.Example:81' }))).params).toEqual({});
+    expect(gw.dataPlane.routes.current.lookup('r.test')?.rewrite).toBe('inside.example:81');
+  });
+});

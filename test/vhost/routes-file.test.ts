@@ -36,3 +36,9 @@ describe('parseRoutesFile', () => {
     expect(() => parseRoutesFile(text, 'routes.json')).toThrow(reason);
   });
 });
+
+describe('rewrite', () => {
+  it('is normalised like every name, its port kept', () => {
+    expect(parseRoutesFile('{"a.test": {"members": [], "rewrite": "Bücher.Internal:8080"}}')[0]?.rewrite).toBe('xn--bcher-kva.internal:8080');
+  });
+});
