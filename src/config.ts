@@ -6,6 +6,8 @@ import type { LevelWithSilent } from 'pino';
 import { ConfigError } from './errors.js';
 import { LOG_LEVELS } from './log.js';
 import { parseHostname } from './hostname.js';
+import { BALANCER_NAMES } from './upstreams/index.js';
+import type { BalancerName } from './upstreams/index.js';
 
 /** A listen address: `host` empty means every interface. */
 export interface ListenAddress {
@@ -31,7 +33,7 @@ export interface Config {
   /** The DNS server domain claims query (`ip:port`, as `setServers` takes it); null = the system's resolvers. */
   readonly dnsServer: string | null;
   readonly sessionGraceMs: number;
-  readonly balancer: 'least-outstanding' | 'round-robin';
+  readonly balancer: BalancerName;
   readonly accessLog: boolean;
   readonly logLevel: LevelWithSilent;
   readonly drainTimeoutMs: number;
@@ -110,7 +112,7 @@ export const SERVE_FLAGS = {
   'global-domain': { kind: 'list', default: [], help: 'a domain every account may publish under (repeatable)' },
   'dns-server': { kind: 'string', default: null, help: "DNS server for domain claims' TXT lookups: IP or IP:PORT (default the system's resolvers)" },
   'session-grace': { kind: 'duration', default: '60s', help: 'how long a disconnected session keeps its clusters' },
-  balancer: { kind: 'enum', default: 'least-outstanding', values: ['least-outstanding', 'round-robin'], help: 'how requests are spread over members' },
+  balancer: { kind: 'enum', default: 'least-outstanding', values: BALANCER_NAMES, help: 'how requests are spread over members' },
   'access-log': { kind: 'bool', default: true, help: 'one JSON line per request on stdout' },
   'log-level': { kind: 'enum', default: 'info', values: LOG_LEVELS, help: 'fatal, error, warn, info, debug, trace or silent' },
   'drain-timeout': { kind: 'duration', default: '30s', help: 'on SIGTERM, how long in-flight requests may finish' },

@@ -2,20 +2,18 @@
  * The control plane (server) and the client SDK: sessions publish clusters over ZeroMQ + NaCl
  * (../shared/protocol.md). Other folders import src/control through this file only.
  */
-export { ControlPlane, DEFAULT_MAX_SESSIONS_PER_ACCOUNT } from './control-plane.js';
+export { ControlPlane } from './control-plane.js';
 export type { ControlPlaneOptions } from './control-plane.js';
 export type { SessionInfo } from './sessions.js';
 export { RoutingStateBuilder } from './routing-state.js';
-export { ControlError, ConnectionError, RemoteError } from './errors.js';
+export { ControlError, RemoteError } from './errors.js';
 export { openStore, STORE_FILE } from './store.js';
-export type { ControlStore, Account, StoredCluster, ClusterChange } from './store.js';
+export type { ControlStore } from './store.js';
 export {
   loadOrCreateGatewayKeys,
   createClientKeys,
   readClientKeys,
   readServerKey,
-  writeServerKey,
-  clientKeyPaths,
   defaultKeysDir,
   encodeKey,
   decodeKey,

@@ -119,12 +119,6 @@ export function readServerKey(dir: string, location: string): Uint8Array | undef
   return text === undefined ? undefined : decodeKey(text, paths.server);
 }
 
-/** Stores the gateway's public key as `<location>.spub`. */
-export function writeServerKey(dir: string, location: string, serverKey: Uint8Array): void {
-  ensurePrivateDir(dir);
-  writeAtomic(clientKeyPaths(dir, location).server, `${encodeKey(serverKey)}\n`, 0o644);
-}
-
 function readIfExists(path: string): string | undefined {
   try {
     return readFileSync(path, 'utf8');

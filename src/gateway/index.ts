@@ -15,14 +15,13 @@ export {
 } from './errors.js';
 export { AdminServer } from './admin.js';
 export type { AdminSources } from './admin.js';
-export { GatewayMetrics, NO_ROUTE, OTHER_ROUTE, aggregateMetrics } from './metrics.js';
-export type { ControlResult, MetricSources, RouteTotals, TrafficMetrics } from './metrics.js';
+export { GatewayMetrics, aggregateMetrics } from './metrics.js';
+export type { MetricSources } from './metrics.js';
 export { buildStatus } from './status.js';
 export { LocalPlane } from './local-plane.js';
 export type { PlaneConfig } from './local-plane.js';
 export { WorkerPool } from './workers.js';
 export type { PlaneHost } from './plane-host.js';
 export { TicketKeyRotation } from './ticket-keys.js';
-export { mergeReports } from './plane-report.js';
-export type { MemberCounters, PlaneReport } from './plane-report.js';
-export type { GatewayStatus, MemberStatus, StatusInputs, StatusSessionInput } from './status.js';
+export type { PlaneReport } from './plane-report.js';
+export type { GatewayStatus } from './status.js';
