@@ -117,7 +117,7 @@ export class CertManager {
   readonly #minRenewGapMs: number;
   readonly #names = new Map<string, NameState>();
   #published = new Set<string>();
-  readonly #skippedLogged = new Set<string>();
+  #skippedLogged = new Set<string>();
   readonly #queue: string[] = [];
   #running = 0;
   #failures = 0;
@@ -158,23 +158,27 @@ export class CertManager {
 
   /**
    * The names currently published (the abuse guard: nothing else is ever ordered). Wildcards and
-   * names with a session certificate are skipped, wildcards logged once per name. Cheap; call on every change.
+   * names with a session certificate are skipped, logged once per name while it stays published.
+   * Costs every published name: the gateway calls it at most a few times a second.
    */
   setPublished(names: Iterable<PublishedName>): void {
     const published = new Set<string>();
+    const skipped = new Set<string>();
     for (const { fqdn, hasSessionCertificate } of names) {
       if (hasSessionCertificate) continue;
       if (fqdn.startsWith('*.')) {
-        this.#logSkipped(fqdn, 'a wildcard name cannot be proven with HTTP-01: publish it with a certificate, or give the operator one');
+        this.#logSkipped(fqdn, 'a wildcard name cannot be proven with HTTP-01: publish it with a certificate, or give the operator one', skipped);
         continue;
       }
       if (!ORDERABLE.test(fqdn)) {
-        this.#logSkipped(fqdn, 'not a public DNS name an ACME CA can issue for');
+        this.#logSkipped(fqdn, 'not a public DNS name an ACME CA can issue for', skipped);
         continue;
       }
       published.add(fqdn);
     }
     this.#published = published;
+    // Only names still published are remembered, so churned names do not accumulate.
+    this.#skippedLogged = skipped;
     this.#schedule(0);
   }
 
@@ -194,9 +198,9 @@ export class CertManager {
     this.#queue.length = 0;
   }
 
-  #logSkipped(fqdn: string, reason: string): void {
+  #logSkipped(fqdn: string, reason: string, skipped: Set<string>): void {
+    skipped.add(fqdn);
     if (this.#skippedLogged.has(fqdn)) return;
-    this.#skippedLogged.add(fqdn);
     this.#log.info({ fqdn, reason }, 'no ACME certificate for this name');
   }
 

@@ -99,6 +99,15 @@ describe('CertManager', () => {
     expect(logs.filter((l) => l.msg === 'no ACME certificate for this name').map((l) => l.fqdn)).toEqual(['*.apps.example.com', 'localhost', '127.0.0.1']);
   });
 
+  it('remembers the names it logged only while they stay published (churned names do not pile up)', async () => {
+    const { manager, logs } = await setup();
+    const skippedLines = () => logs.filter((l) => l.msg === 'no ACME certificate for this name').map((l) => l.fqdn);
+    manager.setPublished(names('*.a.example.com'));
+    manager.setPublished(names('*.b.example.com'));
+    manager.setPublished(names('*.a.example.com', '*.b.example.com'));
+    expect(skippedLines()).toEqual(['*.a.example.com', '*.b.example.com', '*.a.example.com']);
+  });
+
   it('backs off exponentially up to the cap after failures, then succeeds', async () => {
     const { issuer, manager, logs } = await setup({ retryMinMs: 10, retryMaxMs: 40 });
     manager.setPublished(names('app.example.com'));
