@@ -21,10 +21,18 @@ export interface ScenarioResult {
 }
 
 const rpsOf = (cell: Cell): number | undefined => (cell.runs.length > 0 ? median(cell.runs.map((r) => r.requestsPerSec)) : undefined);
+const cpuOf = (cell: Cell): number | undefined => {
+  const cpu = cell.runs.map((r) => r.cpuUsPerRequest).filter((c): c is number => c !== undefined);
+  return cpu.length > 0 ? median(cpu) : undefined;
+};
 const ratio = (value: number | undefined, base: number | undefined): string =>
   value === undefined || base === undefined || base === 0 ? 'n/a' : `${formatNumber(value / base, 2)}×`;
 
-/** The markdown table of one scenario: medians and min–max over rounds, CPU per request, ratios to direct, nginx and the best peer. */
+/**
+ * The markdown table of one scenario: medians and min–max over rounds, CPU per request, ratios to direct,
+ * nginx and the best peer (peers only: never tfgate, the bare forwarder or the naive baseline); then the
+ * line saying how much CPU tfgate spends above the bare undici forwarder.
+ */
 export function scenarioTable(result: ScenarioResult): string {
   const direct = result.cells.find((c) => c.target.kind === 'direct');
   const nginx = result.cells.find((c) => c.target.name === 'nginx');
@@ -34,7 +42,7 @@ export function scenarioTable(result: ScenarioResult): string {
   const rows = result.cells.map((cell) => {
     if (cell.runs.length === 0) return [cell.target.name, `failed: ${cell.error ?? 'no runs'}`];
     const rps = cell.runs.map((r) => r.requestsPerSec);
-    const cpu = cell.runs.map((r) => r.cpuUsPerRequest).filter((c): c is number => c !== undefined);
+    const cpu = cpuOf(cell);
     const failures = cell.runs.reduce((sum, r) => sum + r.non2xx + r.errors, 0);
     const generator = cell.runs.map((r) => r.generatorCpuPercent).filter((c): c is number => c !== undefined);
     return [
@@ -43,7 +51,7 @@ export function scenarioTable(result: ScenarioResult): string {
       `${formatNumber(Math.min(...rps))}–${formatNumber(Math.max(...rps))}`,
       formatNumber(median(cell.runs.map((r) => r.p50Ms)), 2),
       formatNumber(median(cell.runs.map((r) => r.p99Ms)), 2),
-      cpu.length > 0 ? formatNumber(median(cpu), 1) : 'n/a',
+      cpu !== undefined ? formatNumber(cpu, 1) : 'n/a',
       ratio(rpsOf(cell), direct && rpsOf(direct)),
       ratio(rpsOf(cell), nginx && rpsOf(nginx)),
       ratio(rpsOf(cell), best && rpsOf(best)),
@@ -54,7 +62,29 @@ export function scenarioTable(result: ScenarioResult): string {
   const header = ['target', 'req/s', 'min–max', 'p50 ms', 'p99 ms', 'CPU µs/req', 'vs direct', 'vs nginx', `vs best peer${best ? ` (${best.target.name})` : ''}`];
   if (withGenerator) header.push('load gen CPU');
   header.push('errors');
-  return [`### ${result.title}`, '', `\`${result.command}\``, '', markdownTable(header, rows)].join('\n');
+  const overhead = overheadLine(result.cells);
+  return [`### ${result.title}`, '', `\`${result.command}\``, '', markdownTable(header, rows), ...(overhead ? ['', overhead] : [])].join('\n');
+}
+
+/**
+ * How much more CPU per request each tfgate target spends than the bare forwarder on the same stack (the
+ * one with its worker count, else the N one, flagged as not like for like): the cost of routing, health,
+ * limits and metrics, apart from the cost of Node http + undici. Undefined when no pair has CPU figures.
+ */
+function overheadLine(cells: readonly Cell[]): string | undefined {
+  const references = cells.filter((c) => c.target.kind === 'reference' && cpuOf(c) !== undefined);
+  const parts: string[] = [];
+  for (const cell of cells) {
+    const cpu = cpuOf(cell);
+    if (cell.target.kind !== 'tfgate' || cpu === undefined) continue;
+    const reference = references.find((r) => r.target.workers === cell.target.workers) ?? references[0];
+    const floor = reference && cpuOf(reference);
+    if (reference === undefined || floor === undefined || floor === 0) continue;
+    const diff = cpu - floor;
+    const unlike = cell.target.workers !== reference.target.workers ? ` (${cell.target.workers ?? '?'} against ${reference.target.workers ?? '?'} workers: not like for like)` : '';
+    parts.push(`${cell.target.name} uses ${formatNumber(Math.abs(diff), 1)} µs/req (${formatNumber((100 * Math.abs(diff)) / floor)}%) ${diff >= 0 ? 'more' : 'less'} CPU than ${reference.target.name}${unlike}`);
+  }
+  return parts.length > 0 ? `${parts.join('; ')}: at the same worker count, that is what routing, health, limits and metrics cost.` : undefined;
 }
 
 /** One line per target: what ran, its version and the worker count it was given. */
