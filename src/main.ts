@@ -2,7 +2,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { ControlPlane, RoutingStateBuilder } from './control/index.js';
-import { AdminServer, DataPlane, GatewayMetrics, LocalPlane, TicketKeyRotation, WorkerPool, aggregateMetrics, buildStatus } from './gateway/index.js';
+import { AdminServer, CertificateCatalog, GatewayMetrics, LocalPlane, TicketKeyRotation, WorkerPool, aggregateMetrics, buildStatus } from './gateway/index.js';
 import type { PlaneHost } from './gateway/index.js';
 import { ensureDefaultCertificate, loadOperatorCertificates } from './sni/index.js';
 import { startCertManager } from './sni/index.js';
@@ -39,14 +39,15 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const routing = new RoutingStateBuilder();
   if (config.routesFile) routing.setStatic(await readRoutes(config.routesFile));
   let ownCertificates = await loadGatewayCertificates(config, log);
-  // The primary's compiled view of the state: what /status and the gauges list. Traffic counters
-  // come from the data plane processes (this one with --workers 1, the workers otherwise).
-  // With --workers 1 that is the data plane itself, not a second copy of it.
   const ticketKeys = new TicketKeyRotation();
   const local = config.workers > 1 ? undefined : new LocalPlane(config, log, ticketKeys.current);
   const plane: PlaneHost =
     local ?? new WorkerPool({ count: config.workers, config, log: log.child({ component: 'workers' }), state: () => routing.snapshot(), ticketKeys: ticketKeys.current });
-  const view = local?.dataPlane ?? new DataPlane({ balancer: config.balancer });
+  // /status and the gauges list the state in force as plain data; traffic counters come from the data
+  // plane processes. The primary compiles no route table of its own: at 100k routes that copy cost
+  // as much memory as a worker.
+  let applied = routing.snapshot();
+  const catalog = new CertificateCatalog();
   ticketKeys.onRotate((keys) => plane.setTicketKeys(keys));
   // Replaced below once the data plane can take certificates; ACME may call it from then on.
   let refreshCertificates = (): void => {};
@@ -71,7 +72,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   acme?.setPublished(publishedNames(routing.snapshot()));
   /** Installs a state in every data plane (and, soon after, tells ACME which names are published). */
   const applyState = async (state: RoutingState): Promise<void> => {
-    if (view !== local?.dataPlane) view.apply(state);
+    applied = state;
     tellAcmePublished();
     await plane.apply(state);
   };
@@ -84,11 +85,11 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   // The primary's own gauges; /metrics adds the data plane processes' registries to them.
   const metrics = new GatewayMetrics({
     sessions: () => control.sessions().length,
-    routes: () => view.routes.current.size,
+    routes: () => routing.snapshotSize,
     membersEjected: () => 0,
     ...(acme ? { acmeFailures: () => acme.failures() } : {}),
     certificates: () =>
-      (view.certificates?.all() ?? []).flatMap((c) => c.bundle.names.map((name) => ({ name, source: c.source, notAfter: c.bundle.notAfter }))),
+      catalog.list(applied.certificates).flatMap((c) => c.names.map((name) => ({ name, source: c.source, notAfter: c.notAfter }))),
   });
   await applyState(routing.snapshot());
 
@@ -112,7 +113,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const admin = new AdminServer(
     {
       ready: () => ready,
-      status: async () => buildStatus({ dataPlane: view, report: await plane.report(), sessions: () => control.sessions(), startedAt, now: Date.now }),
+      status: async () => buildStatus({ state: applied, certificates: catalog.list(applied.certificates), report: await plane.report(), sessions: () => control.sessions(), startedAt, now: Date.now }),
       metrics: async () => {
         const merged = aggregateMetrics([await metrics.registry.getMetricsAsJSON(), ...(await plane.metrics())]);
         return { contentType: merged.contentType, text: await merged.metrics() };
@@ -152,7 +153,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
           }
         }
         await applyState(routing.snapshot());
-        log.info({ file: config.routesFile, version: view.version, routes: view.routes.current.size }, 'reloaded');
+        log.info({ file: config.routesFile, version: applied.version, routes: routing.snapshotSize }, 'reloaded');
       },
       close() {
         closing ??= (async () => {

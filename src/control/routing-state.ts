@@ -125,6 +125,11 @@ export class RoutingStateBuilder {
     return this.#snapshot;
   }
 
+  /** How many routes the last snapshot holds (counted without making its record). */
+  get snapshotSize(): number {
+    return this.#routes.size;
+  }
+
   /** Sets (or, with undefined, removes) the route in force for `fqdn`, and notes the change. */
   #record(fqdn: string, spec: RouteSpec | undefined): void {
     if (spec) {

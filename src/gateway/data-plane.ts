@@ -18,8 +18,12 @@ export class DataPlane {
   readonly registry: UpstreamRegistry;
   readonly #balancer: BalancerName;
   readonly #onMembersDropped: (dropped: Upstream[]) => void;
-  /** The runtime route of each fqdn in force; changed in place by the one writer (apply). */
-  readonly #clusters = new Map<string, { spec: RouteSpec; route: Route }>();
+  /**
+   * The runtime route of each fqdn in force; changed in place by the one writer (apply). The specs
+   * themselves are not kept: a route says all a later spec is compared with, and at 100k routes the
+   * specs would double this process's memory.
+   */
+  readonly #clusters = new Map<string, Route>();
   readonly #contexts: SecureContextCache;
   #certificateSpecs: RoutingState['certificates'];
   /** Parsed certificates by their PEM, kept from one certificate set to the next. */
@@ -74,7 +78,7 @@ export class DataPlane {
     for (const fqdn of this.#clusters.keys()) if (!Object.hasOwn(specs, fqdn)) removals.push(fqdn);
     const dropped = this.#update(Object.values(specs), removals);
     const entries: [string, Route][] = [];
-    for (const [fqdn, { route }] of this.#clusters) entries.push([fqdn, route]);
+    for (const entry of this.#clusters) entries.push(entry);
     this.routes.swap(new RouteTable(state.version, entries));
     if (dropped.length > 0) this.#onMembersDropped(dropped);
   }
@@ -88,7 +92,7 @@ export class DataPlane {
     if (changes.base !== current.version) return version <= current.version;
     if (certificates !== this.#certificateSpecs) this.#installCertificates(certificates);
     const dropped = this.#update(changes.upserts, changes.removals);
-    const upserted: [string, Route][] = changes.upserts.map((spec) => [spec.fqdn, this.#clusters.get(spec.fqdn)!.route]);
+    const upserted: [string, Route][] = changes.upserts.map((spec) => [spec.fqdn, this.#clusters.get(spec.fqdn)!]);
     this.routes.swap(current.derive(version, upserted, changes.removals));
     if (dropped.length > 0) this.#onMembersDropped(dropped);
     return true;
@@ -102,18 +106,15 @@ export class DataPlane {
     const released: Upstream[] = [];
     for (const spec of upserts) {
       const known = this.#clusters.get(spec.fqdn);
-      if (known && sameSpec(known.spec, spec)) {
-        if (known.spec !== spec) this.#clusters.set(spec.fqdn, { spec, route: known.route });
-        continue;
-      }
-      this.#clusters.set(spec.fqdn, { spec, route: this.#build(spec) });
-      if (known) released.push(...known.route.cluster.members);
+      if (known && builtFrom(known, spec)) continue;
+      this.#clusters.set(spec.fqdn, this.#build(spec));
+      if (known) released.push(...known.cluster.members);
     }
     for (const fqdn of removals) {
       const known = this.#clusters.get(fqdn);
       if (!known) continue;
       this.#clusters.delete(fqdn);
-      released.push(...known.route.cluster.members);
+      released.push(...known.cluster.members);
     }
     // Released after the new clusters took their references, so a member kept by a republish stays.
     return released.filter((member) => this.registry.release(member));
@@ -144,8 +145,9 @@ export class DataPlane {
   }
 }
 
-function sameSpec(a: RouteSpec, b: RouteSpec): boolean {
-  if (a === b) return true;
-  if (a.cluster !== b.cluster || a.rewrite !== b.rewrite || a.members.length !== b.members.length) return false;
-  return a.members.every((member, i) => member === b.members[i]);
+/** True when `route` is what `spec` compiles to (same cluster id, rewrite and members in order), so it can be kept whole. */
+function builtFrom(route: Route, spec: RouteSpec): boolean {
+  const members = route.cluster.members;
+  if (route.cluster.id !== spec.cluster || route.rewrite !== spec.rewrite || members.length !== spec.members.length) return false;
+  return members.every((member, i) => member.address === spec.members[i]);
 }

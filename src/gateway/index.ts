@@ -18,6 +18,8 @@ export type { AdminSources } from './admin.js';
 export { GatewayMetrics, aggregateMetrics } from './metrics.js';
 export type { MetricSources } from './metrics.js';
 export { buildStatus } from './status.js';
+export { CertificateCatalog } from './certificate-catalog.js';
+export type { CertificateSummary } from './certificate-catalog.js';
 export { LocalPlane } from './local-plane.js';
 export type { PlaneConfig } from './local-plane.js';
 export { WorkerPool } from './workers.js';

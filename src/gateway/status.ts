@@ -1,4 +1,5 @@
-import type { DataPlane } from './data-plane.js';
+import type { RoutingState } from '../vhost/index.js';
+import type { CertificateSummary } from './certificate-catalog.js';
 import type { MemberCounters, PlaneReport } from './plane-report.js';
 
 /** A control session as the status page shows it (the shape of control's SessionInfo, without importing control). */
@@ -39,8 +40,10 @@ export interface GatewayStatus {
 
 /** What {@link buildStatus} reads; main.ts supplies it (sessions come from the control plane). */
 export interface StatusInputs {
-  /** The routing state compiled: routes, clusters, members and certificates to list. */
-  readonly dataPlane: DataPlane;
+  /** The routing state in force in the data planes: routes, clusters and members to list. */
+  readonly state: RoutingState;
+  /** Its certificates, parsed (see CertificateCatalog). */
+  readonly certificates: readonly CertificateSummary[];
   /** Traffic counters of the data plane processes, merged. */
   readonly report: PlaneReport;
   readonly sessions: () => readonly StatusSessionInput[];
@@ -48,7 +51,7 @@ export interface StatusInputs {
   readonly now: () => number;
 }
 
-/** Builds the plain JSON status from the compiled state, the data planes' counters and the sessions. */
+/** Builds the plain JSON status from the routing state, the data planes' counters and the sessions. */
 export function buildStatus(inputs: StatusInputs): GatewayStatus {
   const now = inputs.now();
   const report = inputs.report;
@@ -59,26 +62,26 @@ export function buildStatus(inputs: StatusInputs): GatewayStatus {
     requests += t.requests;
     errors += t.errors;
   }
-  const routes = [...inputs.dataPlane.routes.current.entries()]
-    .map(([fqdn, route]) => ({
-      fqdn,
-      cluster: route.cluster.id,
-      rewrite: route.rewrite,
-      requests: totals[fqdn]?.requests ?? 0,
-      errors: totals[fqdn]?.errors ?? 0,
-      members: route.cluster.members.map((member) => memberStatus(member.address, report.members[member.address], now)),
+  const routes = Object.values(inputs.state.routes)
+    .map((spec) => ({
+      fqdn: spec.fqdn,
+      cluster: spec.cluster,
+      rewrite: spec.rewrite,
+      requests: totals[spec.fqdn]?.requests ?? 0,
+      errors: totals[spec.fqdn]?.errors ?? 0,
+      members: spec.members.map((address) => memberStatus(address, report.members[address], now)),
     }))
     .sort((a, b) => a.fqdn.localeCompare(b.fqdn));
-  const certificates = (inputs.dataPlane.certificates?.all() ?? []).map((certificate) => ({
-    names: certificate.bundle.names,
+  const certificates = inputs.certificates.map((certificate) => ({
+    names: certificate.names,
     source: certificate.source,
     origin: certificate.origin,
-    notAfter: certificate.bundle.notAfter.toISOString(),
-    expiresInDays: Math.floor((certificate.bundle.notAfter.getTime() - now) / 86_400_000),
+    notAfter: certificate.notAfter.toISOString(),
+    expiresInDays: Math.floor((certificate.notAfter.getTime() - now) / 86_400_000),
   }));
   return {
     time: new Date(now).toISOString(),
-    version: inputs.dataPlane.version,
+    version: inputs.state.version,
     uptimeSeconds: Math.floor((now - inputs.startedAt) / 1000),
     inFlight: report.inFlight,
     requests,

@@ -3,8 +3,9 @@ import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { Cluster } from '../../src/control/index.js';
-import { DataPlane, buildStatus } from '../../src/gateway/index.js';
+import { CertificateCatalog, buildStatus } from '../../src/gateway/index.js';
 import type { PlaneReport } from '../../src/gateway/index.js';
+import type { RoutingState } from '../../src/vhost/index.js';
 import { makeCertificate } from '../helpers/certs.js';
 import { httpGet, httpRequest } from '../helpers/http.js';
 import { startTestServer } from '../helpers/server.js';
@@ -192,14 +193,15 @@ describe('buildStatus', () => {
   it('lists certificates with their source and expiry', () => {
     const notAfter = new Date(Date.now() + 10 * 86_400_000);
     const cert = makeCertificate({ names: ['www.example.com', 'example.com'], notAfter });
-    const dataPlane = new DataPlane({ balancer: 'round-robin' });
-    dataPlane.apply({
+    const state: RoutingState = {
       version: 1,
       routes: {},
       certificates: { default: { source: 'default', certPem: cert.certPem, keyPem: cert.keyPem, origin: 'default', servedFor: [] } },
-    });
+    };
     const now = Date.now();
-    const status = buildStatus({ dataPlane, report: NO_REPORT, sessions: () => [], startedAt: now - 5_000, now: () => now });
+    const catalog = new CertificateCatalog();
+    const status = buildStatus({ state, certificates: catalog.list(state.certificates), report: NO_REPORT, sessions: () => [], startedAt: now - 5_000, now: () => now });
+    expect(catalog.list(state.certificates)).toBe(catalog.list(state.certificates)); // listed once per certificate set
     expect(status.uptimeSeconds).toBe(5);
     expect(status.certificates).toEqual([
       { names: ['www.example.com', 'example.com'], source: 'default', origin: 'default', notAfter: new Date(Math.floor(notAfter.getTime() / 1000) * 1000).toISOString(), expiresInDays: 9 },
@@ -207,9 +209,27 @@ describe('buildStatus', () => {
   });
 
   it('has no certificates before the state carries any', () => {
-    const dataPlane = new DataPlane({ balancer: 'round-robin' });
-    const status = buildStatus({ dataPlane, report: NO_REPORT, sessions: () => [], startedAt: 0, now: Date.now });
+    const state: RoutingState = { version: 0, routes: {} };
+    const status = buildStatus({ state, certificates: new CertificateCatalog().list(state.certificates), report: NO_REPORT, sessions: () => [], startedAt: 0, now: Date.now });
     expect(status.certificates).toEqual([]);
     expect(status.routes).toEqual([]);
+  });
+
+  it('lists each route of the state with its members and their counters', () => {
+    const spec = (fqdn: string, members: string[]) => ({ fqdn, cluster: `c-${fqdn}`, members, rewrite: null, source: 'session' as const });
+    const state: RoutingState = { version: 7, routes: { 'b.example.com': spec('b.example.com', ['10.0.0.2:80']), 'a.example.com': spec('a.example.com', ['10.0.0.1:80', '10.0.0.2:80']) } };
+    const now = Date.now();
+    const report: PlaneReport = {
+      version: 7,
+      inFlight: 1,
+      members: { '10.0.0.2:80': { inFlight: 1, requests: 5, ejectedUntil: now + 10_000, consecutiveFailures: 2, healthy: true } },
+      routeTotals: { 'a.example.com': { requests: 3, errors: 1 } },
+    };
+    const status = buildStatus({ state, certificates: [], report, sessions: () => [], startedAt: 0, now: () => now });
+    expect(status.version).toBe(7);
+    expect(status.routes.map((route) => route.fqdn)).toEqual(['a.example.com', 'b.example.com']);
+    expect(status.routes[0]).toMatchObject({ cluster: 'c-a.example.com', rewrite: null, requests: 3, errors: 1 });
+    expect(status.routes[0]!.members.map((member) => [member.address, member.state])).toEqual([['10.0.0.1:80', 'healthy'], ['10.0.0.2:80', 'ejected']]);
+    expect(status.routes[1]!.members[0]).toMatchObject({ requests: 5, inFlight: 1, consecutiveFailures: 2 });
   });
 });
