@@ -195,8 +195,63 @@ interface AccountRow {
   added_at: number;
 }
 
+/** Every statement the store runs, prepared once when it opens (after the migrations: they name the tables). */
+function prepareStatements(db: SqliteDatabase) {
+  const claimColumns = 'SELECT domain, owner, global, claimed_at FROM domain_claims';
+  return {
+    putAccount: db.prepare<[string, string, number]>(
+      'INSERT INTO accounts (public_key, name, added_at) VALUES (?, ?, ?) ON CONFLICT (public_key) DO UPDATE SET name = excluded.name',
+    ),
+    deleteOwnerClaims: db.prepare<[string]>('DELETE FROM domain_claims WHERE owner = ?'),
+    deleteOwnerTokens: db.prepare<[string]>('DELETE FROM domain_tokens WHERE owner = ?'),
+    deleteOwnerClusters: db.prepare<[string]>('DELETE FROM published_clusters WHERE owner = ?'),
+    deleteAccount: db.prepare<[string]>('DELETE FROM accounts WHERE public_key = ?'),
+    findAccount: db.prepare<[string], AccountRow>('SELECT public_key, name, added_at FROM accounts WHERE public_key = ?'),
+    listAccounts: db.prepare<[], AccountRow>('SELECT public_key, name, added_at FROM accounts ORDER BY added_at, public_key'),
+    deleteOldTokens: db.prepare<[number]>('DELETE FROM domain_tokens WHERE expires_at < ?'),
+    putToken: db.prepare<[string, string, string, number]>(
+      'INSERT INTO domain_tokens (owner, domain, token, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT (owner, domain) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at',
+    ),
+    findToken: db.prepare<[string, string], TokenRow>('SELECT owner, domain, token, expires_at FROM domain_tokens WHERE owner = ? AND domain = ?'),
+    insertClaim: db.prepare<[string, string, number]>(
+      'INSERT INTO domain_claims (domain, owner, global, claimed_at) VALUES (?, ?, 0, ?) ON CONFLICT (domain) DO NOTHING',
+    ),
+    deleteToken: db.prepare<[string, string]>('DELETE FROM domain_tokens WHERE owner = ? AND domain = ?'),
+    findClaim: db.prepare<[string], ClaimRow>(`${claimColumns} WHERE domain = ?`),
+    releaseClaim: db.prepare<[string, string]>('DELETE FROM domain_claims WHERE owner = ? AND domain = ?'),
+    setClaimGlobal: db.prepare<[number, string, string]>('UPDATE domain_claims SET global = ? WHERE owner = ? AND domain = ?'),
+    overlappingClaims: db.prepare<[{ name: string }], ClaimRow>(OVERLAPPING_SQL),
+    listClaims: db.prepare<[], ClaimRow>(`${claimColumns} ORDER BY domain`),
+    listOwnerClaims: db.prepare<[string], ClaimRow>(`${claimColumns} WHERE owner = ? ORDER BY domain`),
+    deleteCluster: db.prepare<[string, string]>('DELETE FROM published_clusters WHERE rid = ? AND cluster_id = ?'),
+    putCluster: db.prepare<[ClusterParams]>(
+      `INSERT INTO published_clusters (rid, cluster_id, owner, fqdn, members, rewrite, cert_pem, key_pem, published_at)
+       VALUES (@rid, @id, @owner, @fqdn, @members, @rewrite, @certPem, @keyPem, @at)
+       ON CONFLICT (rid, cluster_id) DO UPDATE SET owner = excluded.owner, fqdn = excluded.fqdn, members = excluded.members,
+         rewrite = excluded.rewrite, cert_pem = excluded.cert_pem, key_pem = excluded.key_pem`,
+    ),
+    listClusters: db.prepare<[], ClusterRow>(
+      'SELECT rid, cluster_id, owner, fqdn, members, rewrite, cert_pem, key_pem FROM published_clusters ORDER BY rid, published_at, rowid',
+    ),
+  };
+}
+
+/** The named parameters of {@link prepareStatements}' `putCluster`. */
+interface ClusterParams {
+  rid: string;
+  id: string;
+  owner: string;
+  fqdn: string;
+  members: string;
+  rewrite: string | null;
+  certPem: string | null;
+  keyPem: string | null;
+  at: number;
+}
+
 class SqliteStore implements ControlStore {
   readonly #db: SqliteDatabase;
+  readonly #sql: ReturnType<typeof prepareStatements>;
   readonly #now: () => number;
   readonly #watchers = new Set<ReturnType<typeof setInterval>>();
   #closed = false;
@@ -209,6 +264,7 @@ class SqliteStore implements ControlStore {
       this.#db.pragma('busy_timeout = 5000');
       this.#db.pragma('synchronous = NORMAL');
       this.#migrate();
+      this.#sql = prepareStatements(this.#db);
     } catch (err) {
       this.#db.close();
       throw err;
@@ -217,42 +273,37 @@ class SqliteStore implements ControlStore {
 
   addAccount(publicKey: string, name: string): Account {
     const addedAt = this.#now();
-    this.#db
-      .prepare('INSERT INTO accounts (public_key, name, added_at) VALUES (?, ?, ?) ON CONFLICT (public_key) DO UPDATE SET name = excluded.name')
-      .run(publicKey, name, addedAt);
+    this.#sql.putAccount.run(publicKey, name, addedAt);
     return this.findAccount(publicKey)!;
   }
 
   removeAccount(publicKey: string): boolean {
     return this.#db.transaction(() => {
-      this.#db.prepare('DELETE FROM domain_claims WHERE owner = ?').run(publicKey);
-      this.#db.prepare('DELETE FROM domain_tokens WHERE owner = ?').run(publicKey);
-      this.#db.prepare('DELETE FROM published_clusters WHERE owner = ?').run(publicKey);
-      return this.#db.prepare('DELETE FROM accounts WHERE public_key = ?').run(publicKey).changes > 0;
+      this.#sql.deleteOwnerClaims.run(publicKey);
+      this.#sql.deleteOwnerTokens.run(publicKey);
+      this.#sql.deleteOwnerClusters.run(publicKey);
+      return this.#sql.deleteAccount.run(publicKey).changes > 0;
     }).immediate();
   }
 
   findAccount(publicKey: string): Account | undefined {
-    const row = this.#db.prepare('SELECT public_key, name, added_at FROM accounts WHERE public_key = ?').get(publicKey) as AccountRow | undefined;
+    const row = this.#sql.findAccount.get(publicKey);
     return row ? toAccount(row) : undefined;
   }
 
   listAccounts(): Account[] {
-    const rows = this.#db.prepare('SELECT public_key, name, added_at FROM accounts ORDER BY added_at, public_key').all() as AccountRow[];
-    return rows.map(toAccount);
+    return this.#sql.listAccounts.all().map(toAccount);
   }
 
   putDomainToken(token: DomainToken): void {
     this.#db.transaction(() => {
-      this.#db.prepare('DELETE FROM domain_tokens WHERE expires_at < ?').run(this.#now() - EXPIRED_TOKEN_KEPT_MS);
-      this.#db
-        .prepare('INSERT INTO domain_tokens (owner, domain, token, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT (owner, domain) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at')
-        .run(token.owner, token.domain, token.token, token.expiresAt);
+      this.#sql.deleteOldTokens.run(this.#now() - EXPIRED_TOKEN_KEPT_MS);
+      this.#sql.putToken.run(token.owner, token.domain, token.token, token.expiresAt);
     }).immediate();
   }
 
   findDomainToken(owner: string, domain: string): DomainToken | undefined {
-    const row = this.#db.prepare('SELECT owner, domain, token, expires_at FROM domain_tokens WHERE owner = ? AND domain = ?').get(owner, domain) as TokenRow | undefined;
+    const row = this.#sql.findToken.get(owner, domain);
     return row ? Object.freeze({ owner: row.owner, domain: row.domain, token: row.token, expiresAt: row.expires_at }) : undefined;
   }
 
@@ -261,41 +312,33 @@ class SqliteStore implements ControlStore {
     return this.#db.transaction((): { ok: true; claim: DomainClaim } | { ok: false; conflict: DomainClaim } => {
       const conflict = this.overlappingClaims(domain).find((claim) => claim.owner !== owner);
       if (conflict) return { ok: false, conflict };
-      this.#db.prepare('INSERT INTO domain_claims (domain, owner, global, claimed_at) VALUES (?, ?, 0, ?) ON CONFLICT (domain) DO NOTHING').run(domain, owner, this.#now());
-      this.#db.prepare('DELETE FROM domain_tokens WHERE owner = ? AND domain = ?').run(owner, domain);
-      const row = this.#db.prepare('SELECT domain, owner, global, claimed_at FROM domain_claims WHERE domain = ?').get(domain) as ClaimRow;
+      this.#sql.insertClaim.run(domain, owner, this.#now());
+      this.#sql.deleteToken.run(owner, domain);
+      const row = this.#sql.findClaim.get(domain)!;
       return { ok: true, claim: toClaim(row) };
     }).immediate();
   }
 
   releaseDomain(owner: string, domain: string): boolean {
-    return this.#db.prepare('DELETE FROM domain_claims WHERE owner = ? AND domain = ?').run(owner, domain).changes > 0;
+    return this.#sql.releaseClaim.run(owner, domain).changes > 0;
   }
 
   setDomainGlobal(owner: string, domain: string, global: boolean): boolean {
-    return this.#db.prepare('UPDATE domain_claims SET global = ? WHERE owner = ? AND domain = ?').run(global ? 1 : 0, owner, domain).changes > 0;
+    return this.#sql.setClaimGlobal.run(global ? 1 : 0, owner, domain).changes > 0;
   }
 
   overlappingClaims(name: string): DomainClaim[] {
-    return (this.#db.prepare(OVERLAPPING_SQL).all({ name }) as ClaimRow[]).map(toClaim);
+    return this.#sql.overlappingClaims.all({ name }).map(toClaim);
   }
 
   listDomainClaims(owner?: string): DomainClaim[] {
-    const rows = owner === undefined
-      ? this.#db.prepare('SELECT domain, owner, global, claimed_at FROM domain_claims ORDER BY domain').all()
-      : this.#db.prepare('SELECT domain, owner, global, claimed_at FROM domain_claims WHERE owner = ? ORDER BY domain').all(owner);
-    return (rows as ClaimRow[]).map(toClaim);
+    const rows = owner === undefined ? this.#sql.listClaims.all() : this.#sql.listOwnerClaims.all(owner);
+    return rows.map(toClaim);
   }
 
   saveClusters(changes: readonly ClusterChange[]): void {
     if (changes.length === 0) return;
-    const remove = this.#db.prepare('DELETE FROM published_clusters WHERE rid = ? AND cluster_id = ?');
-    const put = this.#db.prepare(
-      `INSERT INTO published_clusters (rid, cluster_id, owner, fqdn, members, rewrite, cert_pem, key_pem, published_at)
-       VALUES (@rid, @id, @owner, @fqdn, @members, @rewrite, @certPem, @keyPem, @at)
-       ON CONFLICT (rid, cluster_id) DO UPDATE SET owner = excluded.owner, fqdn = excluded.fqdn, members = excluded.members,
-         rewrite = excluded.rewrite, cert_pem = excluded.cert_pem, key_pem = excluded.key_pem`,
-    );
+    const { deleteCluster: remove, putCluster: put } = this.#sql;
     const at = this.#now();
     this.#db.transaction(() => {
       for (const { rid, id, cluster } of changes) {
@@ -319,10 +362,7 @@ class SqliteStore implements ControlStore {
   }
 
   listClusters(): StoredCluster[] {
-    const rows = this.#db
-      .prepare('SELECT rid, cluster_id, owner, fqdn, members, rewrite, cert_pem, key_pem FROM published_clusters ORDER BY rid, published_at, rowid')
-      .all() as ClusterRow[];
-    return rows.map(toStoredCluster);
+    return this.#sql.listClusters.all().map(toStoredCluster);
   }
 
   watch(listener: () => void, intervalMs: number): () => void {
