@@ -23,7 +23,7 @@ export class DataPlane {
    * themselves are not kept: a route says all a later spec is compared with, and at 100k routes the
    * specs would double this process's memory.
    */
-  readonly #clusters = new Map<string, Route>();
+  #clusters = new Map<string, Route>();
   readonly #contexts: SecureContextCache;
   #certificateSpecs: RoutingState['certificates'];
   /** Parsed certificates by their PEM, kept from one certificate set to the next. */
@@ -72,14 +72,33 @@ export class DataPlane {
       this.applyChanges(state.version, state.changes, state.certificates);
       return;
     }
-    if (state.certificates !== this.#certificateSpecs) this.#installCertificates(state.certificates);
-    const specs = state.routes;
-    const removals: string[] = [];
-    for (const fqdn of this.#clusters.keys()) if (!Object.hasOwn(specs, fqdn)) removals.push(fqdn);
-    const dropped = this.#update(Object.values(specs), removals);
-    const entries: [string, Route][] = [];
-    for (const entry of this.#clusters) entries.push(entry);
-    this.routes.swap(new RouteTable(state.version, entries));
+    this.applyWhole(state.version, Object.values(state.routes), state.certificates);
+  }
+
+  /**
+   * Installs the whole table `specs` as `version` (older versions are ignored). Routes whose spec did
+   * not change are kept whole; read once, so `specs` may be a stream of them (see decodeRouteSpecs).
+   */
+  applyWhole(version: number, specs: Iterable<RouteSpec>, certificates: RoutingState['certificates']): void {
+    if (version < this.routes.current.version) return;
+    if (certificates !== this.#certificateSpecs) this.#installCertificates(certificates);
+    const previous = this.#clusters;
+    const next = new Map<string, Route>();
+    const released: Upstream[] = [];
+    for (const spec of specs) {
+      const known = previous.get(spec.fqdn) ?? next.get(spec.fqdn);
+      if (known && builtFrom(known, spec)) {
+        next.set(spec.fqdn, known);
+      } else {
+        next.set(spec.fqdn, this.#build(spec));
+        if (known) released.push(...known.cluster.members);
+      }
+      previous.delete(spec.fqdn);
+    }
+    for (const route of previous.values()) released.push(...route.cluster.members);
+    this.#clusters = next;
+    this.routes.swap(new RouteTable(version, next));
+    const dropped = released.filter((member) => this.registry.release(member));
     if (dropped.length > 0) this.#onMembersDropped(dropped);
   }
 

@@ -1,4 +1,5 @@
 import { createLogger } from '../log.js';
+import { decodeRouteSpecs } from '../vhost/index.js';
 import { LocalPlane } from './local-plane.js';
 import type { FromWorker, ToWorker } from './workers.js';
 
@@ -15,7 +16,7 @@ function main(): void {
   let start: Extract<ToWorker, { t: 'start' }> | undefined;
   let closing = false;
   /** The certificates in force, kept so a delta without certificates leaves them as they are. */
-  let certificates: Extract<ToWorker, { t: 'state' }>['state']['certificates'];
+  let certificates: Extract<ToWorker, { t: 'state' }>['certificates'];
   const send = (message: FromWorker): void => {
     if (process.connected) process.send!(message);
   };
@@ -48,10 +49,10 @@ function main(): void {
         break;
       case 'state':
         if (!plane || !start) return;
-        certificates = message.state.certificates;
-        plane.apply(message.state);
+        certificates = message.certificates;
+        plane.dataPlane.applyWhole(message.version, decodeRouteSpecs(message.routes), certificates);
         if (listening) {
-          send({ t: 'applied', version: message.state.version });
+          send({ t: 'applied', version: message.version });
           return;
         }
         if (starting) return;

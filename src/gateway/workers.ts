@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { ListenAddress } from '../config.js';
 import type { Logger } from '../log.js';
+import { encodeRouteSpecs } from '../vhost/index.js';
 import type { RoutingChanges, RoutingState } from '../vhost/index.js';
 import type { PlaneConfig } from './local-plane.js';
 import { mergeReports } from './plane-report.js';
@@ -13,7 +14,8 @@ import type { PlaneHost } from './plane-host.js';
 /** Primary → worker messages. */
 export type ToWorker =
   | { t: 'start'; config: PlaneConfig; http: ListenAddress; https: ListenAddress; ticketKeys: Buffer }
-  | { t: 'state'; state: RoutingState }
+  /** The whole state; `routes` as encodeRouteSpecs wrote them. */
+  | { t: 'state'; version: number; routes: Uint8Array; certificates?: RoutingState['certificates'] }
   | { t: 'changes'; version: number; changes: RoutingChanges; certificates?: RoutingState['certificates'] }
   | { t: 'challenges'; challenges: Record<string, string>; id: number }
   | { t: 'ticket-keys'; keys: Buffer }
@@ -72,6 +74,8 @@ export class WorkerPool implements PlaneHost {
   #listen: { http: ListenAddress; https: ListenAddress } = { http: { host: '', port: 0 }, https: { host: '', port: 0 } };
   #ticketKeys: Buffer;
   #challenges: Record<string, string> = {};
+  /** The last whole table encoded, for workers asking for the same state soon after (they start together). */
+  #encoded: { state: RoutingState; routes: Buffer } | undefined;
 
   constructor(options: WorkerPoolOptions) {
     this.#o = options;
@@ -244,10 +248,22 @@ export class WorkerPool implements PlaneHost {
       const certificates = state.certificates === member.sentCertificates ? undefined : state.certificates;
       this.#send(member.worker, { t: 'changes', version: state.version, changes, ...(certificates ? { certificates } : {}) });
     } else {
-      this.#send(member.worker, { t: 'state', state: { version: state.version, routes: state.routes, ...(state.certificates ? { certificates: state.certificates } : {}) } });
+      const routes = this.#encode(state);
+      this.#send(member.worker, { t: 'state', version: state.version, routes, ...(state.certificates ? { certificates: state.certificates } : {}) });
     }
     member.sent = state.version;
     member.sentCertificates = state.certificates;
+  }
+
+  /** The state's routes encoded for a worker; kept a few seconds for the other workers starting at the same time. */
+  #encode(state: RoutingState): Buffer {
+    if (this.#encoded?.state === state) return this.#encoded.routes;
+    const encoded = { state, routes: encodeRouteSpecs(Object.values(state.routes)) };
+    this.#encoded = encoded;
+    setTimeout(() => {
+      if (this.#encoded === encoded) this.#encoded = undefined;
+    }, 5_000).unref();
+    return encoded.routes;
   }
 
   /** Forks a replacement; backs off when workers die in a loop so a crash cannot become a fork bomb. */

@@ -42,6 +42,34 @@ describe('DataPlane', () => {
   });
 });
 
+describe('DataPlane whole tables (as workers get them)', () => {
+  it('installs a decoded table like the same state, keeping unchanged routes and releasing dropped members', async () => {
+    const { decodeRouteSpecs, encodeRouteSpecs } = await import('../../src/vhost/index.js');
+    const dropped: string[] = [];
+    const plane = new DataPlane({ balancer: 'round-robin', onMembersDropped: (d) => dropped.push(...d.map((m) => m.address)) });
+    const first = [spec('a.test', ['127.0.0.1:1']), spec('b.test', ['127.0.0.1:2']), spec('c.test', ['127.0.0.1:3'])];
+    plane.applyWhole(1, decodeRouteSpecs(encodeRouteSpecs(first)), undefined);
+    const routeA = plane.routes.current.lookup('a.test')!;
+    const routeB = plane.routes.current.lookup('b.test')!;
+    // b changes cluster, c goes, d arrives: a is kept whole.
+    const second = [spec('a.test', ['127.0.0.1:1']), spec('b.test', ['127.0.0.1:2'], 'other'), spec('d.test', ['127.0.0.1:1'])];
+    plane.applyWhole(2, decodeRouteSpecs(encodeRouteSpecs(second)), undefined);
+    expect(plane.version).toBe(2);
+    expect(plane.routes.current.lookup('a.test')).toBe(routeA);
+    expect(plane.routes.current.lookup('b.test')).not.toBe(routeB);
+    expect(plane.routes.current.lookup('b.test')!.cluster.members[0]).toBe(routeB.cluster.members[0]);
+    expect(plane.routes.current.lookup('c.test')).toBeUndefined();
+    expect(plane.routes.current.lookup('d.test')!.cluster.members[0]).toBe(routeA.cluster.members[0]);
+    expect(dropped).toEqual(['127.0.0.1:3']);
+    // An older whole table is ignored; then the changes path carries on from the whole table.
+    plane.applyWhole(1, first, undefined);
+    expect(plane.routes.current.lookup('c.test')).toBeUndefined();
+    expect(plane.applyChanges(3, { base: 2, upserts: [], removals: ['d.test'] }, undefined)).toBe(true);
+    expect(plane.routes.current.size).toBe(2);
+    expect(dropped).toEqual(['127.0.0.1:3']); // 127.0.0.1:1 is still a's
+  });
+});
+
 describe('DataPlane changes', () => {
   it('applies a builder snapshot as changes when it runs their base, and as a whole otherwise, with the same result', async () => {
     const { RoutingStateBuilder } = await import('../../src/control/routing-state.js');
