@@ -4,6 +4,8 @@ import type { Logger } from '../log.js';
 import { TooManyConnectionsError } from './errors.js';
 import { writeSocketError } from './respond.js';
 
+type Listener = 'http' | 'https';
+
 /** How often, at most, refused connections are logged (with the count since the last line). */
 const LOG_EVERY_MS = 1_000;
 
@@ -11,7 +13,8 @@ const LOG_EVERY_MS = 1_000;
  * Caps open client connections, in total and per client address, across the listeners it guards.
  * A connection past a cap is refused before anything else sees it: plain HTTP gets a 503 with the
  * reason, TLS a close (nothing can be written before the handshake). Refusals are logged at most
- * once a second, with their count, so a flood cannot flood the log too.
+ * once a second, with their count, so a flood cannot flood the log too. It is also the one count of
+ * open connections: the metrics read it rather than keep their own.
  */
 export class ConnectionLimiter {
   readonly #max: number;
@@ -20,10 +23,10 @@ export class ConnectionLimiter {
   readonly #now: () => number;
   readonly #byClient = new Map<string, number>();
   #open = 0;
+  readonly #openOn: Record<Listener, number> = { http: 0, https: 0 };
+  readonly #refusedOn: Record<Listener, number> = { http: 0, https: 0 };
   #refusedSinceLog = 0;
   #lastLog = Number.NEGATIVE_INFINITY;
-  /** Connections refused since start. */
-  refused = 0;
 
   constructor(limits: { maxConnections: number; maxConnectionsPerClient: number }, log: Logger, now: () => number = Date.now) {
     this.#max = limits.maxConnections;
@@ -37,8 +40,18 @@ export class ConnectionLimiter {
     return this.#open;
   }
 
+  /** Client connections open now on one listener (the connection gauge reads it at scrape time). */
+  openOn(listener: Listener): number {
+    return this.#openOn[listener];
+  }
+
+  /** Connections one listener refused since start, over either cap. */
+  refusedOn(listener: Listener): number {
+    return this.#refusedOn[listener];
+  }
+
   /** Puts the cap in front of every `connection` listener `server` has now (call once they are all attached). */
-  guard(server: Server, listener: 'http' | 'https'): void {
+  guard(server: Server, listener: Listener): void {
     const inner = server.listeners('connection') as ((socket: Socket) => void)[];
     server.removeAllListeners('connection');
     server.on('connection', (socket: Socket) => {
@@ -47,7 +60,7 @@ export class ConnectionLimiter {
     });
   }
 
-  #admit(socket: Socket, listener: 'http' | 'https'): boolean {
+  #admit(socket: Socket, listener: Listener): boolean {
     const client = socket.remoteAddress ?? 'unknown';
     const fromClient = this.#byClient.get(client) ?? 0;
     const reason =
@@ -61,9 +74,11 @@ export class ConnectionLimiter {
       return false;
     }
     this.#open++;
+    this.#openOn[listener]++;
     this.#byClient.set(client, fromClient + 1);
     socket.once('close', () => {
       this.#open--;
+      this.#openOn[listener]--;
       const left = (this.#byClient.get(client) ?? 1) - 1;
       if (left === 0) this.#byClient.delete(client);
       else this.#byClient.set(client, left);
@@ -71,8 +86,8 @@ export class ConnectionLimiter {
     return true;
   }
 
-  #refuse(socket: Socket, listener: 'http' | 'https', client: string, reason: string): void {
-    this.refused++;
+  #refuse(socket: Socket, listener: Listener, client: string, reason: string): void {
+    this.#refusedOn[listener]++;
     this.#refusedSinceLog++;
     socket.on('error', () => socket.destroy());
     socket.resume(); // discard what the client sends, so its FIN is seen and the socket closes promptly

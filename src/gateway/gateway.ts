@@ -73,6 +73,7 @@ export class Gateway {
     this.#now = options.now ?? Date.now;
     this.#forwarder = new Forwarder(options.limits, this.#log, this.#now);
     this.#connections = new ConnectionLimiter(options.limits, this.#log, this.#now);
+    options.metrics?.countConnections(this.#connections);
     this.retryBudget = new RetryBudget(options.limits.retryBudgetPercent / 100);
     this.#websockets = new WebSocketProxy(options.limits, this.#log, this.#now);
   }
@@ -160,7 +161,6 @@ export class Gateway {
       writeSocketError(socket, err);
     });
     this.#servers.push(server);
-    this.#options.metrics?.trackListener(server, listener);
     this.#connections.guard(server, listener); // after every other 'connection' listener is attached
     server.listen({ host: address.host === '' ? undefined : address.host, port: address.port });
     await once(server, 'listening');

@@ -1,5 +1,4 @@
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Server, Socket } from 'node:net';
 
 /** Route label used once `maxRouteLabels` distinct routes have been seen. */
 export const OTHER_ROUTE = 'other';
@@ -39,11 +38,19 @@ export interface MetricSources {
 export interface TrafficMetrics {
   /** One answered (or abandoned) request; `upstreamMs` is the time to the member's response headers. */
   request(route: string | undefined, status: number, upstreamMs: number | undefined): void;
-  /** Counts a listener's open client connections (TCP, before any TLS). */
-  trackListener(server: Server, listener: 'http' | 'https'): void;
+  /** Where open and refused client connections are counted (TCP, before any TLS): read at scrape time. */
+  countConnections(counts: ConnectionCounts): void;
   /** One TLS handshake ended: completed, or failed (bad ClientHello, no shared cipher, timeout, plain HTTP). */
   handshake(ok: boolean): void;
 }
+
+/** Client connections by listener, as the gateway's connection limiter counts them. */
+export interface ConnectionCounts {
+  openOn(listener: 'http' | 'https'): number;
+  refusedOn(listener: 'http' | 'https'): number;
+}
+
+const LISTENERS = ['http', 'https'] as const;
 
 /** Requests and 5xx answers of one route label since start, for the status page and the dashboard. */
 export interface RouteTotals {
@@ -60,7 +67,7 @@ export class GatewayMetrics implements TrafficMetrics {
   readonly registry = new Registry();
   readonly #requests: Counter<'status_class' | 'route'>;
   readonly #upstreamSeconds: Histogram<'route'>;
-  readonly #connections: Gauge<'listener'>;
+  #connectionCounts: ConnectionCounts | undefined;
   readonly #handshakes: Counter<'result'>;
   readonly #control: Counter<'command' | 'result'>;
   readonly #totals = new Map<string, RouteTotals>();
@@ -77,9 +84,27 @@ export class GatewayMetrics implements TrafficMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     });
-    this.#connections = new Gauge({ name: 'tfgate_active_connections', help: 'Open client connections, by listener', labelNames: ['listener'], registers });
-    // Both label sets exist from the start, so a dashboard sees 0 rather than nothing.
-    this.#connections.set({ listener: 'http' }, 0);
+    const connections = (): ConnectionCounts | undefined => this.#connectionCounts;
+    // Both listeners are always listed, so a dashboard sees 0 rather than nothing.
+    new Gauge({
+      name: 'tfgate_active_connections',
+      help: 'Open client connections, by listener',
+      labelNames: ['listener'],
+      registers,
+      collect() {
+        for (const listener of LISTENERS) this.set({ listener }, connections()?.openOn(listener) ?? 0);
+      },
+    });
+    new Counter({
+      name: 'tfgate_connections_refused_total',
+      help: 'Client connections refused by the connection limits (--max-connections, --max-connections-per-client), by listener',
+      labelNames: ['listener'],
+      registers,
+      collect() {
+        this.reset();
+        for (const listener of LISTENERS) this.inc({ listener }, connections()?.refusedOn(listener) ?? 0);
+      },
+    });
     this.#handshakes = new Counter({ name: 'tfgate_tls_handshakes_total', help: 'TLS handshakes, by result (ok, failed)', labelNames: ['result'], registers });
     this.#control = new Counter({ name: 'tfgate_control_messages_total', help: 'Control messages, by command and result (ok, refused, error)', labelNames: ['command', 'result'], registers });
     new Gauge({
@@ -148,13 +173,9 @@ export class GatewayMetrics implements TrafficMetrics {
     }
   }
 
-  /** Counts `server`'s connections from `connection` to the socket's `close`. */
-  trackListener(server: Server, listener: 'http' | 'https'): void {
-    this.#connections.inc({ listener }, 0);
-    server.on('connection', (socket: Socket) => {
-      this.#connections.inc({ listener });
-      socket.once('close', () => this.#connections.dec({ listener }));
-    });
+  /** Reads open and refused connections from `counts` at each scrape. */
+  countConnections(counts: ConnectionCounts): void {
+    this.#connectionCounts = counts;
   }
 
   /** One TLS handshake ended. */

@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import { onTestFinished } from 'vitest';
 import type { Limits } from '../../src/config.js';
 import { DataPlane, Gateway } from '../../src/gateway/index.js';
+import type { TrafficMetrics } from '../../src/gateway/index.js';
 import { createLogger } from '../../src/log.js';
 import type { RoutingState } from '../../src/vhost/index.js';
 
@@ -45,7 +46,7 @@ export interface TestGateway {
 /** Starts a gateway routing `routes`; closed when the test finishes. */
 export async function startGateway(
   routes: Record<string, TestRoute>,
-  options: { limits?: Partial<Limits>; accessLog?: boolean; now?: () => number } = {},
+  options: { limits?: Partial<Limits>; accessLog?: boolean; now?: () => number; metrics?: TrafficMetrics } = {},
 ): Promise<TestGateway> {
   const logs: Record<string, unknown>[] = [];
   const sink = new Writable({
@@ -68,6 +69,7 @@ export async function startGateway(
     log,
     accessLog: options.accessLog ?? true,
     ...(options.now ? { now: options.now } : {}),
+    ...(options.metrics ? { metrics: options.metrics } : {}),
   });
   let version = 0;
   const publish = (next: Record<string, TestRoute>): void => {

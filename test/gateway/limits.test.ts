@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { connect } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { GatewayMetrics } from '../../src/gateway/index.js';
 import { httpRequest, rawConnect, rawRequest, readUntil, statusOf } from '../helpers/http.js';
 import { deadAddress, startRawUpstream, startUpstream } from '../helpers/upstream.js';
 import { startGateway, waitFor } from './harness.js';
@@ -107,13 +108,18 @@ describe('request body limit', () => {
 describe('client connection limits', () => {
   it('refuses connections past the total limit with a 503 and a reason, and accepts again when one closes', async () => {
     const up = await member();
-    const gw = await startGateway({ 'app.test': { members: [up.address] } }, { limits: { maxConnections: 3 } });
+    const metrics = new GatewayMetrics({ sessions: () => 0, routes: () => 0, membersEjected: () => 0, certificates: () => [] });
+    const gw = await startGateway({ 'app.test': { members: [up.address] } }, { limits: { maxConnections: 3 }, metrics });
     const open = await Promise.all([rawConnect(gw.port), rawConnect(gw.port), rawConnect(gw.port)]);
     onTestFinished(() => open.forEach((s) => s.destroy()));
     const refused = await rawRequest(gw.port, 'GET / HTTP/1.1\r\nHost: app.test\r\n\r\n');
     expect(statusOf(refused)).toBe(503);
     expect(refused).toContain('3 client connections are open');
     expect(gw.logs.some((l) => l.msg === 'client connections refused')).toBe(true);
+    // Operators see the refusals and the open connections (refused ones not among them) in /metrics.
+    const text = await metrics.text();
+    expect(text).toContain('tfgate_connections_refused_total{listener="http"} 1');
+    expect(text).toContain('tfgate_active_connections{listener="http"} 3');
     open[0]!.destroy();
     await once(open[0]!, 'close');
     // The gateway sees the close a moment after the client does.

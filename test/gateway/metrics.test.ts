@@ -1,7 +1,4 @@
-import { once } from 'node:events';
-import { connect, createServer } from 'node:net';
-import type { AddressInfo, Socket } from 'node:net';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { GatewayMetrics } from '../../src/gateway/index.js';
 import type { MetricSources } from '../../src/gateway/index.js';
 
@@ -64,23 +61,19 @@ describe('GatewayMetrics', () => {
     ]);
   });
 
-  it('counts a listener\'s open connections, and handshakes by result', async () => {
+  it('reads open and refused connections per listener from the gateway\'s counts, and counts handshakes by result', async () => {
     const metrics = new GatewayMetrics(NO_SOURCES);
-    const server = createServer();
-    metrics.trackListener(server, 'https');
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
-    const accepted = once(server, 'connection');
-    const client = connect((server.address() as AddressInfo).port, '127.0.0.1');
-    client.on('error', () => {});
-    await Promise.all([once(client, 'connect'), accepted]);
-    expect(lines(await metrics.text(), 'tfgate_active_connections')).toEqual(['tfgate_active_connections{listener="http"} 0', 'tfgate_active_connections{listener="https"} 1']);
-    const [serverSocket] = (await accepted) as [Socket];
-    const closed = once(serverSocket, 'close');
-    client.destroy();
-    await closed;
-    expect(lines(await metrics.text(), 'tfgate_active_connections')).toContain('tfgate_active_connections{listener="https"} 0');
+    // Before a gateway gives its counts (the primary with workers): both listeners at 0.
+    expect(lines(await metrics.text(), 'tfgate_active_connections')).toEqual(['tfgate_active_connections{listener="http"} 0', 'tfgate_active_connections{listener="https"} 0']);
+    const open = { http: 2, https: 1 };
+    const refused = { http: 0, https: 4 };
+    metrics.countConnections({ openOn: (listener) => open[listener], refusedOn: (listener) => refused[listener] });
+    expect(lines(await metrics.text(), 'tfgate_active_connections')).toEqual(['tfgate_active_connections{listener="http"} 2', 'tfgate_active_connections{listener="https"} 1']);
+    open.https = 0;
+    refused.https = 5;
+    const text = await metrics.text();
+    expect(lines(text, 'tfgate_active_connections')).toContain('tfgate_active_connections{listener="https"} 0');
+    expect(lines(text, 'tfgate_connections_refused_total')).toEqual(['tfgate_connections_refused_total{listener="http"} 0', 'tfgate_connections_refused_total{listener="https"} 5']);
 
     metrics.handshake(true);
     metrics.handshake(false);
