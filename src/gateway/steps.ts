@@ -183,6 +183,8 @@ function connectionNames(raw: readonly string[]): Set<string> | undefined {
 }
 
 function addTokens(set: Set<string> | undefined, value: string): Set<string> | undefined {
+  // Nearly every member says just `Connection: keep-alive` (or close): no header names, nothing to split.
+  if (value.length <= 10 && CONNECTION_OPTIONS.has(value.toLowerCase())) return set;
   for (const token of value.split(',')) {
     const name = token.trim().toLowerCase();
     // close/keep-alive/upgrade are options, not header names; skipping them avoids a Set per request.
@@ -191,6 +193,8 @@ function addTokens(set: Set<string> | undefined, value: string): Set<string> | u
   }
   return set;
 }
+
+const CONNECTION_OPTIONS = new Set(['keep-alive', 'close', 'upgrade']);
 
 /**
  * Node reads header bytes as latin1; a client that wrote an IDN in UTF-8 (rather than punycode)
