@@ -3,10 +3,11 @@ import type { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { Limits } from '../config.js';
-import { GatewayError } from '../errors.js';
+import type { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Upstream } from '../upstreams/index.js';
-import { BadGatewayError, UpstreamTimeoutError } from './errors.js';
+import { BadGatewayError } from './errors.js';
+import { CONNECT_ERROR_CODES, codeOf, isConnectFailure, toGatewayError } from './member-errors.js';
 import { filterResponseHeaders } from './steps.js';
 
 /**
@@ -41,31 +42,14 @@ export interface ForwardExchange {
   upstreamDone(member: Upstream, err: GatewayError | undefined, retryable: boolean): void;
 }
 
-/** Error codes meaning the connection to the member was never made: eject it, and nothing was sent. */
-const CONNECT_ERRORS = new Set([
-  'ECONNREFUSED',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EHOSTDOWN',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EADDRNOTAVAIL',
-]);
-
 /** Errors that leave the request untouched, so another member may take it: connect failures and closed pools. */
-const RETRYABLE_ERRORS = new Set([...CONNECT_ERRORS, 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'GW_MEMBER_DROPPED']);
+const RETRYABLE_ERRORS = new Set([...CONNECT_ERROR_CODES, 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'GW_MEMBER_DROPPED']);
 
 /** The member closed or reset the connection before its answer. */
 const CLOSED_ERRORS = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
 
 /** Methods that may be sent twice (RFC 9110 §9.2.2). */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-
-/** True when `err` says the member could not be connected to (the member should be ejected). */
-export function isConnectFailure(err: unknown): boolean {
-  return CONNECT_ERRORS.has(codeOf(err));
-}
 
 const kHandler = Symbol('tfgate.forwardHandler');
 /** `undefined`: no attempt yet (listeners not attached); `null`: between attempts or done. */
@@ -257,27 +241,6 @@ class ClientGoneError extends Error {
   constructor() {
     super('client closed the connection');
   }
-}
-
-/** Maps undici's errors onto the gateway's coded errors (status decided here, response in respond.ts). */
-function toGatewayError(err: Error, member: Upstream): GatewayError {
-  if (err instanceof GatewayError) return err;
-  const code = codeOf(err);
-  if (code === 'UND_ERR_HEADERS_TIMEOUT') {
-    return new UpstreamTimeoutError(`member ${member.address} sent no response headers in time`, { cause: err });
-  }
-  if (isConnectFailure(err)) {
-    return new BadGatewayError(`cannot connect to member ${member.address} (${code})`, { cause: err });
-  }
-  if (code.startsWith('HPE_') || err.name === 'HTTPParserError' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
-    return new BadGatewayError(`member ${member.address} sent an invalid HTTP response: ${err.message}${code ? ` (${code})` : ''}`, { cause: err });
-  }
-  return new BadGatewayError(`member ${member.address} failed: ${err.message}${code ? ` (${code})` : ''}`, { cause: err });
-}
-
-function codeOf(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : '';
 }
 
 function headersToRaw(headers: Record<string, string | string[] | undefined>): string[] {

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
+import { request } from 'node:http';
 import type { Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { rawConnect, readUntil, statusOf } from '../helpers/http.js';
-import { deadAddress, startUpstream } from '../helpers/upstream.js';
+import { deadAddress, startRawUpstream, startUpstream } from '../helpers/upstream.js';
 import type { TestUpstream } from '../helpers/upstream.js';
 import { memberOf, startGateway, waitFor } from './harness.js';
 
@@ -51,6 +52,26 @@ async function echoUpstream(): Promise<TestUpstream & { sockets: Set<Socket> }> 
 
 function handshake(host: string, path = '/chat'): string {
   return `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\nX-Forwarded-For: 198.51.100.1\r\n\r\n`;
+}
+
+/** Everything the gateway sends on `socket` until it closes the connection; rejects after `timeoutMs`. */
+function answerOf(socket: Socket, timeoutMs = 5_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const timer = setTimeout(() => reject(new Error(`no end of answer in ${timeoutMs} ms; got ${JSON.stringify(text.slice(0, 300))}`)), timeoutMs);
+    socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+    socket.once('end', () => {
+      clearTimeout(timer);
+      resolve(text);
+    });
+  });
+}
+
+/** A raw TCP member closed when the test finishes. */
+async function rawMember(onConnection: (socket: Socket) => void): Promise<Awaited<ReturnType<typeof startRawUpstream>>> {
+  const member = await startRawUpstream(onConnection);
+  onTestFinished(() => member.close());
+  return member;
 }
 
 async function connectClient(port: number): Promise<Socket> {
@@ -123,7 +144,9 @@ describe('gateway WebSocket upgrades', () => {
     client.write(handshake('ws.test'));
     const text = await readUntil(client, (t) => t.includes('\r\n\r\n') && t.includes('\n', t.indexOf('\r\n\r\n') + 4));
     expect(statusOf(text)).toBe(502);
+    expect(text).toContain('every member of the cluster for ws.test is down');
     expect(memberOf(gw, 'ws.test', dead).isAvailable(Date.now())).toBe(false);
+    expect(gw.logs.some((l) => l.msg === 'request failed' && l.code === 'GW_ALL_MEMBERS_DOWN' && l.upgrade === 'websocket')).toBe(true);
     await waitFor(() => memberOf(gw, 'ws.test', dead).inFlight === 0, 3_000, 'inFlight back to 0');
   });
 
@@ -145,5 +168,104 @@ describe('gateway WebSocket upgrades', () => {
     expect(statusOf(text)).toBe(200);
     expect(upstream.requests[0]!.headers.upgrade).toBeUndefined();
     expect(upstream.requests[0]!.headers['http2-settings']).toBeUndefined();
+  });
+});
+
+describe('gateway WebSocket upgrades to failing members (errors mapped as for plain requests)', () => {
+  it('answers 504 after the upstream response timeout when a member accepts but never answers the upgrade, and closes that connection', async () => {
+    const silent = await rawMember(() => {});
+    // A connect timeout far above the response timeout: the 504 must come from the response timeout alone.
+    const gw = await startGateway({ 'ws.test': { members: [silent.address] } }, { limits: { upstreamConnectTimeoutMs: 5_000, upstreamResponseTimeoutMs: 300 } });
+    const client = await connectClient(gw.port);
+    const t0 = Date.now();
+    client.write(handshake('ws.test'));
+    await waitFor(() => silent.connections.size === 1, 3_000, 'the member connection');
+    const answer = await answerOf(client, 3_000);
+    const elapsed = Date.now() - t0;
+    expect(statusOf(answer)).toBe(504);
+    expect(answer).toContain(`504 Gateway Timeout: member ${silent.address} sent no response headers in time\n`);
+    expect(elapsed).toBeGreaterThanOrEqual(250);
+    expect(elapsed).toBeLessThan(2_000);
+    await waitFor(() => silent.connections.size === 0, 3_000, 'the member connection to close');
+    expect(silent.received.join('')).toContain('GET /chat HTTP/1.1');
+    const member = memberOf(gw, 'ws.test', silent.address);
+    await waitFor(() => member.inFlight === 0, 3_000, 'inFlight back to 0');
+    expect(member.isAvailable(Date.now())).toBe(true); // a slow member is not ejected, as for plain requests
+    expect(gw.logs.some((l) => l.msg === 'request failed' && l.code === 'GW_UPSTREAM_TIMEOUT' && l.status === 504 && l.upgrade === 'websocket')).toBe(true);
+  });
+
+  it('retries the upgrade on another member when one refuses the connection, and ejects the one that refused', async () => {
+    const dead = await deadAddress();
+    const live = await echoUpstream();
+    // A fresh cluster's first pick is its first member: the dead one.
+    const gw = await startGateway({ 'ws.test': { members: [dead, live.address] } });
+    const client = await connectClient(gw.port);
+    client.write(handshake('ws.test'));
+    const head = await readUntil(client, (t) => t.includes('\r\n\r\n'));
+    expect(statusOf(head)).toBe(101);
+    const reply = once(client, 'data');
+    client.write(frame('after a retry', true));
+    expect(unframe((await reply)[0] as Buffer)).toBe('after a retry');
+    const refused = memberOf(gw, 'ws.test', dead);
+    expect(refused.isAvailable(Date.now())).toBe(false);
+    expect(refused.consecutiveFailures).toBe(1);
+    expect(refused.inFlight).toBe(0);
+    expect(memberOf(gw, 'ws.test', live.address).inFlight).toBe(1);
+    expect(gw.logs.some((l) => l.msg === 'member failed, retrying on another' && l.member === dead && l.retry === live.address)).toBe(true);
+  });
+
+  it('answers 502 with the reason when a member resets the connection before the 101, without retrying (the upgrade was sent) or ejecting it', async () => {
+    const resetting = await rawMember((socket) => socket.once('data', () => socket.resetAndDestroy()));
+    const other = await echoUpstream();
+    const gw = await startGateway({ 'ws.test': { members: [resetting.address, other.address] } });
+    const client = await connectClient(gw.port);
+    client.write(handshake('ws.test'));
+    const answer = await answerOf(client, 3_000);
+    expect(statusOf(answer)).toBe(502);
+    expect(answer).toContain(`member ${resetting.address} failed`);
+    expect(answer).toContain('ECONNRESET');
+    expect(other.requests).toHaveLength(0);
+    const member = memberOf(gw, 'ws.test', resetting.address);
+    expect(member.isAvailable(Date.now())).toBe(true);
+    await waitFor(() => member.inFlight === 0, 3_000, 'inFlight back to 0');
+  });
+
+  it('answers 502 "invalid HTTP response" when a member answers the upgrade with something that is not HTTP', async () => {
+    const garbage = await rawMember((socket) => socket.once('data', () => socket.end('SMTP ready\r\n\r\n')));
+    const gw = await startGateway({ 'ws.test': { members: [garbage.address] } });
+    const client = await connectClient(gw.port);
+    client.write(handshake('ws.test'));
+    const answer = await answerOf(client, 3_000);
+    expect(statusOf(answer)).toBe(502);
+    expect(answer).toContain(`502 Bad Gateway: member ${garbage.address} sent an invalid HTTP response`);
+    expect(memberOf(gw, 'ws.test', garbage.address).isAvailable(Date.now())).toBe(true);
+  });
+
+  it("relays a chunked non-101 answer with framing an HTTP client can read", async () => {
+    const refusing = await rawMember((socket) =>
+      socket.once('data', () => socket.write('HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n')),
+    );
+    const gw = await startGateway({ 'ws.test': { members: [refusing.address] } });
+    const req = request({
+      host: '127.0.0.1',
+      port: gw.port,
+      path: '/chat',
+      headers: { host: 'ws.test', upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-key': KEY, 'sec-websocket-version': '13' },
+    });
+    const failed: Error[] = [];
+    req.on('error', (err) => failed.push(err)); // a framing error surfaces here, and as the body's 'aborted'
+    onTestFinished(() => {
+      req.destroy();
+    });
+    req.end();
+    const [res] = (await once(req, 'response')) as [import('node:http').IncomingMessage];
+    expect(res.statusCode).toBe(400);
+    expect(res.headers['content-type']).toBe('text/plain');
+    let body = '';
+    res.setEncoding('latin1');
+    res.on('data', (chunk: string) => (body += chunk));
+    await once(res, 'end');
+    expect(body).toBe('hello world');
+    expect(failed).toEqual([]);
   });
 });
