@@ -2,7 +2,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { ControlPlane, RoutingStateBuilder } from './control/index.js';
-import { AdminServer, CertificateCatalog, GatewayMetrics, LocalPlane, TicketKeyRotation, WorkerPool, aggregateMetrics, buildStatus } from './gateway/index.js';
+import { AdminServer, CertificateCatalog, StateMetrics, LocalPlane, TicketKeyRotation, WorkerPool, aggregateMetrics, buildStatus } from './gateway/index.js';
 import type { PlaneHost } from './gateway/index.js';
 import { ensureDefaultCertificate, loadOperatorCertificates } from './sni/index.js';
 import { startCertManager } from './sni/index.js';
@@ -82,11 +82,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   };
 
   const startedAt = Date.now();
-  // The primary's own gauges; /metrics adds the data plane processes' registries to them.
-  const metrics = new GatewayMetrics({
+  // The primary's own metrics; /metrics adds the data plane processes' traffic registries to them.
+  const metrics = new StateMetrics({
     sessions: () => control.sessions().length,
     routes: () => routing.snapshotSize,
-    membersEjected: () => 0,
     ...(acme ? { acmeFailures: () => acme.failures() } : {}),
     certificates: () =>
       catalog.list(applied.certificates).flatMap((c) => c.names.map((name) => ({ name, source: c.source, notAfter: c.notAfter }))),

@@ -15,8 +15,8 @@ export {
 } from './errors.js';
 export { AdminServer } from './admin.js';
 export type { AdminSources } from './admin.js';
-export { GatewayMetrics, aggregateMetrics } from './metrics.js';
-export type { MetricSources, TrafficMetrics } from './metrics.js';
+export { PlaneMetrics, StateMetrics, aggregateMetrics } from './metrics.js';
+export type { PlaneSources, StateSources, TrafficMetrics } from './metrics.js';
 export { buildStatus } from './status.js';
 export { CertificateCatalog } from './certificate-catalog.js';
 export type { CertificateSummary } from './certificate-catalog.js';

@@ -4,7 +4,7 @@ import { HealthChecker } from '../upstreams/index.js';
 import type { RoutingState } from '../vhost/index.js';
 import { DataPlane } from './data-plane.js';
 import { Gateway } from './gateway.js';
-import { GatewayMetrics } from './metrics.js';
+import { PlaneMetrics } from './metrics.js';
 import { reportOf } from './plane-report.js';
 import type { PlaneReport } from './plane-report.js';
 import type { PlaneHost } from './plane-host.js';
@@ -21,7 +21,7 @@ export class LocalPlane implements PlaneHost {
   readonly dataPlane: DataPlane;
   readonly gateway: Gateway;
   /** Traffic metrics of this process (requests, connections, handshakes). */
-  readonly trafficMetrics: GatewayMetrics;
+  readonly trafficMetrics: PlaneMetrics;
   readonly #health: HealthChecker | undefined;
   #challenges: Readonly<Record<string, string>> = {};
 
@@ -34,11 +34,8 @@ export class LocalPlane implements PlaneHost {
       ...(ticketKeys ? { ticketKeys } : {}),
     });
     const dataPlane = this.dataPlane;
-    // Sessions, routes and certificates are the primary's to count; this process counts its traffic.
-    this.trafficMetrics = new GatewayMetrics({
-      sessions: () => 0,
-      routes: () => 0,
-      certificates: () => [],
+    // Sessions, routes and certificates are the primary's to count (StateMetrics); this process counts its traffic.
+    this.trafficMetrics = new PlaneMetrics({
       membersEjected: () => {
         const now = Date.now();
         let ejected = 0;

@@ -23,18 +23,22 @@ const CONTROL_COMMANDS = new Set([
 /** How a control command ended: answered, refused with a reason (ControlError), or failed inside the gateway. */
 export type ControlResult = 'ok' | 'refused' | 'error';
 
-/** Providers read at scrape time, so the hot path never updates these gauges. */
-export interface MetricSources {
+/** What the primary's gauges read at scrape time: the control plane's and the routing state's figures. */
+export interface StateSources {
   sessions(): number;
   routes(): number;
-  /** Members currently ejected (passive health), across every route. */
-  membersEjected(): number;
   certificates(): readonly { name: string; source: string; notAfter: Date }[];
   /** ACME orders that failed since start; the counter exists only when ACME is on. */
   acmeFailures?(): number;
 }
 
-/** What the request path records; {@link GatewayMetrics} implements it, tests may pass a fake. */
+/** What a data plane process's gauges read at scrape time. */
+export interface PlaneSources {
+  /** Members this process currently has ejected (passive health), across every route. */
+  membersEjected(): number;
+}
+
+/** What the request path records; {@link PlaneMetrics} implements it, tests may pass a fake. */
 export interface TrafficMetrics {
   /** One answered (or abandoned) request; `upstreamMs` is the time to the member's response headers. */
   request(route: string | undefined, status: number, upstreamMs: number | undefined): void;
@@ -59,21 +63,21 @@ export interface RouteTotals {
 }
 
 /**
- * The gateway's Prometheus metrics (the only prom-client import), in a registry of their own per
- * process so a primary can later merge its workers' registries. Label values are bounded: at most
- * `maxRouteLabels` route names, then `other`. Hot-path methods do a map lookup and an increment.
+ * The traffic metrics of one data plane process (the only process with --workers 1, each worker
+ * otherwise), in a registry of their own that the primary merges with the others. Label values are
+ * bounded: at most `maxRouteLabels` route names, then `other`. Hot-path methods do a map lookup and
+ * an increment; gauges are read from their sources at scrape time.
  */
-export class GatewayMetrics implements TrafficMetrics {
+export class PlaneMetrics implements TrafficMetrics {
   readonly registry = new Registry();
   readonly #requests: Counter<'status_class' | 'route'>;
   readonly #upstreamSeconds: Histogram<'route'>;
-  #connectionCounts: ConnectionCounts | undefined;
   readonly #handshakes: Counter<'result'>;
-  readonly #control: Counter<'command' | 'result'>;
+  #connectionCounts: ConnectionCounts | undefined;
   readonly #totals = new Map<string, RouteTotals>();
   readonly #maxRouteLabels: number;
 
-  constructor(sources: MetricSources, options: { maxRouteLabels?: number } = {}) {
+  constructor(sources: PlaneSources, options: { maxRouteLabels?: number } = {}) {
     this.#maxRouteLabels = options.maxRouteLabels ?? 200;
     const registers = [this.registry];
     this.#requests = new Counter({ name: 'tfgate_http_requests_total', help: 'Requests answered, by status class and route', labelNames: ['status_class', 'route'], registers });
@@ -106,6 +110,76 @@ export class GatewayMetrics implements TrafficMetrics {
       },
     });
     this.#handshakes = new Counter({ name: 'tfgate_tls_handshakes_total', help: 'TLS handshakes, by result (ok, failed)', labelNames: ['result'], registers });
+    new Gauge({
+      name: 'tfgate_members_ejected',
+      help: 'Members currently taken out of balancing after a failure',
+      // Each worker judges members on its own; across workers the largest count is the honest one.
+      aggregator: 'max',
+      registers,
+      collect() {
+        this.set(sources.membersEjected());
+      },
+    });
+  }
+
+  /** One answered request. Hot path. */
+  request(route: string | undefined, status: number, upstreamMs: number | undefined): void {
+    const label = this.#routeLabel(route);
+    this.#requests.inc({ status_class: statusClass(status), route: label });
+    if (upstreamMs !== undefined) this.#upstreamSeconds.observe({ route: label }, upstreamMs / 1000);
+    const totals = this.#totals.get(label);
+    if (totals !== undefined) {
+      totals.requests++;
+      if (status >= 500) totals.errors++;
+    }
+  }
+
+  /** Reads open and refused connections from `counts` at each scrape. */
+  countConnections(counts: ConnectionCounts): void {
+    this.#connectionCounts = counts;
+  }
+
+  /** One TLS handshake ended. */
+  handshake(ok: boolean): void {
+    this.#handshakes.inc({ result: ok ? 'ok' : 'failed' });
+  }
+
+  /** Requests and 5xx answers per route label since start (plain copies). */
+  routeTotals(): Record<string, RouteTotals> {
+    const out: Record<string, RouteTotals> = {};
+    for (const [label, totals] of this.#totals) out[label] = { ...totals };
+    return out;
+  }
+
+  /** The Prometheus text exposition. */
+  async text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  #routeLabel(route: string | undefined): string {
+    if (route === undefined) return this.#label(NO_ROUTE);
+    if (this.#totals.has(route)) return route;
+    if (this.#totals.size >= this.#maxRouteLabels) return this.#label(OTHER_ROUTE);
+    return this.#label(route);
+  }
+
+  #label(label: string): string {
+    if (!this.#totals.has(label)) this.#totals.set(label, { requests: 0, errors: 0 });
+    return label;
+  }
+}
+
+/**
+ * The primary's metrics: control sessions and commands, routes, certificate expiry and ACME failures,
+ * read from their sources at scrape time (the control command counter is the one it updates).
+ * /metrics is this registry merged with every data plane process's {@link PlaneMetrics}.
+ */
+export class StateMetrics {
+  readonly registry = new Registry();
+  readonly #control: Counter<'command' | 'result'>;
+
+  constructor(sources: StateSources) {
+    const registers = [this.registry];
     this.#control = new Counter({ name: 'tfgate_control_messages_total', help: 'Control messages, by command and result (ok, refused, error)', labelNames: ['command', 'result'], registers });
     new Gauge({
       name: 'tfgate_sessions',
@@ -121,16 +195,6 @@ export class GatewayMetrics implements TrafficMetrics {
       registers,
       collect() {
         this.set(sources.routes());
-      },
-    });
-    new Gauge({
-      name: 'tfgate_members_ejected',
-      help: 'Members currently taken out of balancing after a failure',
-      // Each worker judges members on its own; across workers the largest count is the honest one.
-      aggregator: 'max',
-      registers,
-      collect() {
-        this.set(sources.membersEjected());
       },
     });
     new Gauge({
@@ -161,60 +225,14 @@ export class GatewayMetrics implements TrafficMetrics {
     }
   }
 
-  /** One answered request. Hot path. */
-  request(route: string | undefined, status: number, upstreamMs: number | undefined): void {
-    const label = this.#routeLabel(route);
-    this.#requests.inc({ status_class: statusClass(status), route: label });
-    if (upstreamMs !== undefined) this.#upstreamSeconds.observe({ route: label }, upstreamMs / 1000);
-    const totals = this.#totals.get(label);
-    if (totals !== undefined) {
-      totals.requests++;
-      if (status >= 500) totals.errors++;
-    }
-  }
-
-  /** Reads open and refused connections from `counts` at each scrape. */
-  countConnections(counts: ConnectionCounts): void {
-    this.#connectionCounts = counts;
-  }
-
-  /** One TLS handshake ended. */
-  handshake(ok: boolean): void {
-    this.#handshakes.inc({ result: ok ? 'ok' : 'failed' });
-  }
-
   /** One control command handled (ControlPlaneOptions `onCommand`). */
   controlMessage(command: string, result: ControlResult): void {
     this.#control.inc({ command: CONTROL_COMMANDS.has(command) ? command : 'unknown', result });
   }
 
-  /** Requests and 5xx answers per route label since start (plain copies). */
-  routeTotals(): Record<string, RouteTotals> {
-    const out: Record<string, RouteTotals> = {};
-    for (const [label, totals] of this.#totals) out[label] = { ...totals };
-    return out;
-  }
-
   /** The Prometheus text exposition. */
   async text(): Promise<string> {
     return this.registry.metrics();
-  }
-
-  /** The exposition's content type. */
-  get contentType(): string {
-    return this.registry.contentType;
-  }
-
-  #routeLabel(route: string | undefined): string {
-    if (route === undefined) return this.#label(NO_ROUTE);
-    if (this.#totals.has(route)) return route;
-    if (this.#totals.size >= this.#maxRouteLabels) return this.#label(OTHER_ROUTE);
-    return this.#label(route);
-  }
-
-  #label(label: string): string {
-    if (!this.#totals.has(label)) this.#totals.set(label, { requests: 0, errors: 0 });
-    return label;
   }
 }
 

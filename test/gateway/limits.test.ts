@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { connect } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { GatewayMetrics } from '../../src/gateway/index.js';
+import { PlaneMetrics } from '../../src/gateway/index.js';
 import { httpRequest, rawConnect, rawRequest, readUntil, statusOf } from '../helpers/http.js';
 import { deadAddress, startRawUpstream, startUpstream } from '../helpers/upstream.js';
 import { startGateway, waitFor } from './harness.js';
@@ -108,7 +108,7 @@ describe('request body limit', () => {
 describe('client connection limits', () => {
   it('refuses connections past the total limit with a 503 and a reason, and accepts again when one closes', async () => {
     const up = await member();
-    const metrics = new GatewayMetrics({ sessions: () => 0, routes: () => 0, membersEjected: () => 0, certificates: () => [] });
+    const metrics = new PlaneMetrics({ membersEjected: () => 0 });
     const gw = await startGateway({ 'app.test': { members: [up.address] } }, { limits: { maxConnections: 3 }, metrics });
     const open = await Promise.all([rawConnect(gw.port), rawConnect(gw.port), rawConnect(gw.port)]);
     onTestFinished(() => open.forEach((s) => s.destroy()));
