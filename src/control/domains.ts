@@ -15,7 +15,7 @@ export const TOKEN_LABEL = 'tf-token';
 /** The part of the store domain claims use. */
 export type DomainStore = Pick<
   ControlStore,
-  'putDomainToken' | 'findDomainToken' | 'claimDomain' | 'releaseDomain' | 'setDomainGlobal' | 'overlappingClaims' | 'listDomainClaims'
+  'putDomainToken' | 'findDomainToken' | 'claimDomain' | 'releaseDomain' | 'setDomainGlobal' | 'overlappingClaims' | 'coveringClaims' | 'listDomainClaims'
 >;
 
 /** What the domain rules run on. */
@@ -108,7 +108,8 @@ export class Domains {
     const parent = wildcardParent(fqdn);
     const name = parent ?? fqdn;
     const globalDomain = this.#globalDomains.find((global) => isAtOrUnder(name, global));
-    const covering = this.#store.overlappingClaims(name).filter((claim) => isAtOrUnder(name, claim.domain));
+    // Runs at every publish (and for every cluster at a revalidation): an indexed lookup, never a scan of all claims.
+    const covering = this.#store.coveringClaims(name);
     const own = covering.find((claim) => claim.owner === owner);
     const sharedGlobal = globalDomain ?? covering.find((claim) => claim.global)?.domain;
     if (parent !== undefined) {
@@ -147,7 +148,7 @@ export class Domains {
     if (this.#globalDomains.includes(domain)) {
       throw new ForbiddenError(`${domain} is a global domain of this gateway: it has no owner and cannot be ${what}`);
     }
-    const claim = this.#store.overlappingClaims(domain).find((c) => c.domain === domain);
+    const claim = this.#store.coveringClaims(domain).find((c) => c.domain === domain);
     if (claim?.owner === owner) return domain;
     if (claim) throw new ForbiddenError(`${domain} is claimed by another account: only its owner can have it ${what}`);
     throw new ForbiddenError(`${domain} is not claimed by this account (claim it with tfgate domains prepare ${domain}, then tfgate domains claim ${domain})`);

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import type { Database as SqliteDatabase } from 'better-sqlite3';
+import type { Database as SqliteDatabase, Statement } from 'better-sqlite3';
 import { chmodSync, closeSync, existsSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensurePrivateDir } from './keys.js';
@@ -33,8 +33,13 @@ export interface ControlStore {
   releaseDomain(owner: string, domain: string): boolean;
   /** Makes `owner`'s claimed domain global (every account may publish under it) or private; false when it holds no such claim. */
   setDomainGlobal(owner: string, domain: string, global: boolean): boolean;
-  /** Claims on `name` itself, on its parents, and on names under it (of every account). */
+  /** Claims on `name` itself, on its parents, and on names under it (of every account). Reads every claim: for claiming, which is rare. */
   overlappingClaims(name: string): DomainClaim[];
+  /**
+   * Claims on `name` itself and on its parents (of every account), topmost first: those that decide
+   * who may publish it. Looked up by domain, so its cost does not grow with the number of claims.
+   */
+  coveringClaims(name: string): DomainClaim[];
   /** Every claim of one account, or of all accounts when `owner` is omitted, by domain. */
   listDomainClaims(owner?: string): DomainClaim[];
   /** Writes published-cluster changes in one transaction, synchronously: a change is durable (against a crash of the process) once this returns. */
@@ -189,6 +194,16 @@ const OVERLAPPING_SQL = `SELECT domain, owner, global, claimed_at FROM domain_cl
      OR substr(@name, -length(domain) - 1) = '.' || domain
   ORDER BY length(domain), domain`;
 
+/** Most labels a normalised name has (253 characters hold at most 127): bounds the cached `coveringClaims` statements. */
+const MAX_LABELS = 127;
+
+/** `name` and each parent of it: `a.b.c` → `a.b.c`, `b.c`, `c`. */
+function suffixes(name: string): string[] {
+  const list = [name];
+  for (let dot = name.indexOf('.'); dot !== -1; dot = name.indexOf('.', dot + 1)) list.push(name.slice(dot + 1));
+  return list;
+}
+
 interface AccountRow {
   public_key: string;
   name: string;
@@ -252,6 +267,8 @@ interface ClusterParams {
 class SqliteStore implements ControlStore {
   readonly #db: SqliteDatabase;
   readonly #sql: ReturnType<typeof prepareStatements>;
+  /** `coveringClaims` statements by their number of names (1 to {@link MAX_LABELS}), prepared at first use. */
+  readonly #coveringSql = new Map<number, Statement<string[], ClaimRow>>();
   readonly #now: () => number;
   readonly #watchers = new Set<ReturnType<typeof setInterval>>();
   #closed = false;
@@ -329,6 +346,20 @@ class SqliteStore implements ControlStore {
 
   overlappingClaims(name: string): DomainClaim[] {
     return this.#sql.overlappingClaims.all({ name }).map(toClaim);
+  }
+
+  coveringClaims(name: string): DomainClaim[] {
+    const names = suffixes(name);
+    let statement = this.#coveringSql.get(names.length);
+    if (!statement) {
+      // `domain IN (?, …)` is answered through the primary key's index, one search per name.
+      const slots = names.map(() => '?').join(', ');
+      statement = this.#db.prepare<string[], ClaimRow>(
+        `SELECT domain, owner, global, claimed_at FROM domain_claims WHERE domain IN (${slots}) ORDER BY length(domain), domain`,
+      );
+      if (names.length <= MAX_LABELS) this.#coveringSql.set(names.length, statement);
+    }
+    return statement.all(...names).map(toClaim);
   }
 
   listDomainClaims(owner?: string): DomainClaim[] {

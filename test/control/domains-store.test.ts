@@ -60,6 +60,34 @@ describe('domain claims in the store', () => {
     expect(two.findDomainToken('a', 'example.org')).toBeUndefined();
   });
 
+  it('covering claims are the claims on a name and its parents, topmost first; never names under it or look-alikes', () => {
+    const store = openStore(tempDir());
+    onTestFinished(() => store.close());
+    for (const [owner, domain] of [
+      ['a', 'example.com'],
+      ['a', 'b.example.com'],
+      ['a', 'deep.a.b.example.com'],
+      ['b', 'myexample.com'],
+      ['b', 'ex_mple.com'],
+      ['b', 'example.org'],
+    ] as const) {
+      expect(store.claimDomain(owner, domain).ok).toBe(true);
+    }
+    const covering = (name: string) => store.coveringClaims(name).map((claim) => claim.domain);
+    expect(covering('a.b.example.com')).toEqual(['example.com', 'b.example.com']);
+    expect(covering('b.example.com')).toEqual(['example.com', 'b.example.com']);
+    expect(covering('example.com')).toEqual(['example.com']);
+    expect(covering('com')).toEqual([]);
+    expect(covering('exa.mple.com')).toEqual([]);
+    expect(covering('x.example.org')).toEqual(['example.org']);
+    expect(store.coveringClaims('www.example.org')).toMatchObject([{ domain: 'example.org', owner: 'b', global: false }]);
+    // The same as the full overlap query keeps for the name and its parents, whatever the number of labels.
+    for (const name of ['a.b.example.com', 'x.y.z.deep.a.b.example.com', 'www.myexample.com', 'q.ex_mple.com', 'exa_ple.com']) {
+      const atOrAbove = store.overlappingClaims(name).filter((claim) => name === claim.domain || name.endsWith(`.${claim.domain}`));
+      expect(store.coveringClaims(name)).toEqual(atOrAbove);
+    }
+  });
+
   it('a claim released by another process: the running gateway unpublishes the names no longer permitted', async () => {
     const gw = await startTestControlPlane();
     const keys = gw.addAccount();
