@@ -75,7 +75,7 @@ export class Gateway {
     this.#connections = new ConnectionLimiter(options.limits, this.#log, this.#now);
     options.metrics?.countConnections(this.#connections);
     this.retryBudget = new RetryBudget(options.limits.retryBudgetPercent / 100);
-    this.#websockets = new WebSocketProxy(options.limits, this.#log, this.#now);
+    this.#websockets = new WebSocketProxy(options.limits, this.#log, this.#now, this.retryBudget);
   }
 
   /** Starts an HTTP listener (`host` '' = every interface) and resolves with the bound port. */

@@ -7,7 +7,7 @@ import httpProxy from 'http-proxy';
 import type { Limits } from '../config.js';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Upstream } from '../upstreams/index.js';
+import type { RetryBudget, Upstream } from '../upstreams/index.js';
 import { AllMembersDownError, BadRequestError } from './errors.js';
 import { ConnectTimeoutError, ResponseTimeoutError, isConnectFailure, toGatewayError } from './member-errors.js';
 import type { Pipeline } from './pipeline.js';
@@ -63,11 +63,14 @@ export class WebSocketProxy {
   readonly #limits: Limits;
   readonly #log: Logger;
   readonly #now: () => number;
+  readonly #retryBudget: RetryBudget;
 
-  constructor(limits: Limits, log: Logger, now: () => number) {
+  /** `retryBudget` is the one plain requests spend too: retries stay a fraction of all traffic. */
+  constructor(limits: Limits, log: Logger, now: () => number, retryBudget: RetryBudget) {
     this.#limits = limits;
     this.#log = log;
     this.#now = now;
+    this.#retryBudget = retryBudget;
     // Errors of our ws() calls go to their callback; this catches anything else rather than crash.
     this.#proxy.on('error', (err) => this.#log.error({ err }, 'websocket proxy error'));
     this.#proxy.on('proxyReqWs', (proxyReq, req) => this.#attach(proxyReq, req));
@@ -111,6 +114,7 @@ export class WebSocketProxy {
     req.headers.connection = 'upgrade';
     req.headers.upgrade = 'websocket';
     req.url = routed.path;
+    this.#retryBudget.request();
     this.#connect(tunnel);
   }
 
@@ -175,6 +179,10 @@ export class WebSocketProxy {
     if (next === undefined) return this.#refuseTunnel(tunnel, new AllMembersDownError(tunnel.route.fqdn, { cause: failure }));
     // The retry failed too while other members are up: say what happened, not "every member is down".
     if (tunnel.attempts >= MAX_ATTEMPTS) return this.#refuseTunnel(tunnel, failure);
+    if (!this.#retryBudget.tryRetry()) {
+      this.#log.warn({ err: failure, member: member.address, fqdn: tunnel.route.fqdn, upgrade: 'websocket' }, 'member failed, retry budget spent');
+      return this.#refuseTunnel(tunnel, failure);
+    }
     this.#log.warn({ err: failure, member: member.address, retry: next.address, fqdn: tunnel.route.fqdn, upgrade: 'websocket' }, 'member failed, retrying on another');
     tunnel.member = next;
     this.#connect(tunnel);

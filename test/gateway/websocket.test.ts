@@ -214,6 +214,20 @@ describe('gateway WebSocket upgrades to failing members (errors mapped as for pl
     expect(gw.logs.some((l) => l.msg === 'member failed, retrying on another' && l.member === dead && l.retry === live.address)).toBe(true);
   });
 
+  it('spends the retry budget plain requests share: with none left, a refused upgrade is answered, not retried', async () => {
+    const dead = await deadAddress();
+    const live = await echoUpstream();
+    const gw = await startGateway({ 'ws.test': { members: [dead, live.address] } }, { limits: { retryBudgetPercent: 0 } });
+    const client = await connectClient(gw.port);
+    client.write(handshake('ws.test'));
+    const answer = await answerOf(client, 3_000);
+    expect(statusOf(answer)).toBe(502);
+    expect(answer).toContain(`cannot connect to member ${dead}`);
+    expect(live.requests).toHaveLength(0);
+    expect(gw.gateway.retryBudget.denied).toBe(1);
+    expect(gw.logs.some((l) => l.msg === 'member failed, retry budget spent' && l.upgrade === 'websocket')).toBe(true);
+  });
+
   it('answers 502 with the reason when a member resets the connection before the 101, without retrying (the upgrade was sent) or ejecting it', async () => {
     const resetting = await rawMember((socket) => socket.once('data', () => socket.resetAndDestroy()));
     const other = await echoUpstream();
