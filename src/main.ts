@@ -43,7 +43,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const local = config.workers > 1 ? undefined : new LocalPlane(config, log, ticketKeys.current);
   const plane: PlaneHost =
     local ?? new WorkerPool({ count: config.workers, config, log: log.child({ component: 'workers' }), state: () => routing.snapshot(), ticketKeys: ticketKeys.current });
-  // /status and the gauges list the state in force as plain data; traffic counters come from the data
+  // /status and the gauges list the state in force (applied by the data planes) as plain data; traffic counters come from the data
   // plane processes. The primary compiles no route table of its own: at 100k routes that copy cost
   // as much memory as a worker.
   let applied = routing.snapshot();
@@ -72,9 +72,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   acme?.setPublished(publishedNames(routing.snapshot()));
   /** Installs a state in every data plane (and, soon after, tells ACME which names are published). */
   const applyState = async (state: RoutingState): Promise<void> => {
-    applied = state;
     tellAcmePublished();
     await plane.apply(state);
+    // Publishes overlap: a slower, older one must not put its state back.
+    if (state.version >= applied.version) applied = state;
   };
   refreshCertificates = (): void => {
     routing.setGatewayCertificates(withAcme(ownCertificates, acme, acmeSpecs));
