@@ -182,9 +182,9 @@ export class Commands {
     for (const cluster of clusters) {
       let reason: string | undefined;
       try {
-        this.#domains.checkPublish(session.publicKey, cluster.fqdn, cluster.fqdn);
-        if (this.#routing.isStatic(cluster.fqdn)) reason = `${cluster.fqdn} is served by the operator's static routes`;
-        else if (this.#owners.has(cluster.fqdn)) reason = `${cluster.fqdn} is published by another session`;
+        this.#checkPermitted(session, cluster.fqdn, cluster.fqdn);
+        // Only a damaged store holds one fqdn twice for a session: keep the first.
+        if (this.#owners.has(cluster.fqdn)) reason = `${cluster.fqdn} is stored twice for this session`;
       } catch (err) {
         if (!(err instanceof ForbiddenError)) throw err;
         reason = err.message;
@@ -225,10 +225,7 @@ export class Commands {
     if (containers.length > MAX_MEMBERS) throw new BadParamsError(`a cluster may have at most ${MAX_MEMBERS} members`);
     const members = uniqueMembers(containers.map(member));
 
-    this.#domains.checkPublish(session.publicKey, fqdn, domain.hostname);
-    if (this.#routing.isStatic(fqdn)) throw new ForbiddenError(`${fqdn} is served by the operator's static routes`);
-    const owner = this.#owners.get(fqdn);
-    if (owner && owner !== session) throw new ForbiddenError(`${fqdn} is published by another session`);
+    this.#checkPermitted(session, fqdn, domain.hostname);
 
     const id = Buffer.from(uuid).toString('hex');
     const changes: Change[] = [];
@@ -302,7 +299,24 @@ export class Commands {
     throw new ControlError(`no cluster ${id.slice(0, 128)} is published by this session`);
   }
 
-  /** Applies changes, installs the new routing state, and undoes them when it cannot be installed. */
+  /**
+   * Throws a {@link ForbiddenError} unless `session` may hold a cluster at `fqdn` now: the domain
+   * rules allow its account the name, the operator's static routes do not hold it, and no other
+   * session publishes it. The one check a publish, a restore at start and an undo all pass through.
+   */
+  #checkPermitted(session: Session, fqdn: string, domain: string): void {
+    this.#domains.checkPublish(session.publicKey, fqdn, domain);
+    if (this.#routing.isStatic(fqdn)) throw new ForbiddenError(`${fqdn} is served by the operator's static routes`);
+    const owner = this.#owners.get(fqdn);
+    if (owner && owner !== session) throw new ForbiddenError(`${fqdn} is published by another session`);
+  }
+
+  /**
+   * Applies changes, installs the new routing state, and undoes them when it cannot be installed.
+   * The undo puts a cluster back only if it passes the publish check again: while the state was
+   * being installed, its domain may have been released or claimed by another account, or its fqdn
+   * published by another session; such a cluster stays unpublished and its session is told.
+   */
   async #commit(session: Session, changes: readonly Change[]): Promise<void> {
     this.#install(changes.map((change) => ({ session, id: change.id, next: change.after })), 'refuse');
     try {
@@ -310,13 +324,31 @@ export class Commands {
     } catch (err) {
       this.#log.error({ err, rid: session.ridHex }, 'routing state could not be installed; change undone');
       const undo: Install[] = [];
+      const lost: { fqdn: string; reason: string }[] = [];
       for (const change of [...changes].reverse()) {
-        const blocked = change.before && this.#owners.has(change.before.fqdn) && this.#owners.get(change.before.fqdn) !== session;
-        if (!blocked) undo.push({ session, id: change.id, next: change.before });
+        const reason = change.before ? this.#forbidden(session, change.before.fqdn) : undefined;
+        if (change.before && reason !== undefined) lost.push({ fqdn: change.before.fqdn, reason });
+        undo.push({ session, id: change.id, next: reason === undefined ? change.before : undefined });
       }
       this.#install(undo, 'log');
       await this.#applyRouting(this.#routing.snapshot()).catch(() => undefined);
-      throw new ControlError('the gateway could not install the change; nothing was changed', { cause: err });
+      if (lost.length === 0) throw new ControlError('the gateway could not install the change; nothing was changed', { cause: err });
+      this.#log.warn({ rid: session.ridHex, lost }, 'clusters not put back after a failed change: no longer permitted');
+      for (const { fqdn, reason } of lost) this.#notify(session, `${fqdn} was unpublished: ${reason}`);
+      const why = lost.map((l) => `${l.fqdn} could not be put back (${l.reason})`).join('; ');
+      throw new ControlError(`the gateway could not install the change; it was undone, except that ${why}`, { cause: err });
+    }
+  }
+
+  /** Why `session` may not hold a cluster at `fqdn` now, or undefined when it may (fails closed: an error reading the rules forbids). */
+  #forbidden(session: Session, fqdn: string): string | undefined {
+    try {
+      this.#checkPermitted(session, fqdn, fqdn);
+      return undefined;
+    } catch (err) {
+      if (err instanceof ForbiddenError) return err.message;
+      this.#log.error({ err, rid: session.ridHex, fqdn }, 'could not check whether a cluster may be put back');
+      return 'its permission could not be checked';
     }
   }
 
