@@ -124,10 +124,14 @@ export class ControlPlane {
       heartbeatTimeoutMs: heartbeatMs * 3,
     });
     this.#transport = transport;
+    // Watched before the restore reads the store: a change another process makes from then on (an
+    // account removed, a claim released) is seen, even one made while start-up is still going on.
+    this.#stopWatching = this.#store.watch(() => this.#checkAccounts(), ACCOUNTS_CHECK_MS);
     try {
       await this.#restore();
       this.#port = await transport.bind(options.listen);
     } catch (err) {
+      this.#stopWatching();
       for (const session of this.#sessions.all()) clearTimeout(session.graceTimer);
       transport.close();
       this.#store.close();
@@ -139,7 +143,6 @@ export class ControlPlane {
     });
     this.#probeTimer = setInterval(() => this.#probeAll(), clamp(Math.floor(options.sessionGraceMs / 4), 50, 5000));
     this.#probeTimer.unref();
-    this.#stopWatching = this.#store.watch(() => this.#checkAccounts(), ACCOUNTS_CHECK_MS);
     this.#log.info({ port: this.#port, publicKey: this.publicKey }, 'control plane listening');
   }
 

@@ -7,7 +7,7 @@ import type { ControlStore } from '../../src/control/index.js';
 import { DataPlane } from '../../src/gateway/index.js';
 import { createLogger } from '../../src/log.js';
 import type { RoutingState } from '../../src/vhost/index.js';
-import { RawControlClient, b64, newKeys } from '../helpers/control-client.js';
+import { RawControlClient, b64, eventually, newKeys } from '../helpers/control-client.js';
 import type { TestKeys } from '../helpers/control-client.js';
 import { startDnsServer } from '../helpers/dns-server.js';
 
@@ -21,21 +21,23 @@ interface HeldApply {
   readonly reached: Promise<void>;
   /** Makes the held call fail, as a data plane that cannot take the state would. */
   fail(): void;
+  /** Lets the held call go on and install its state. */
+  pass(): void;
 }
 
 /**
- * A control plane over a real data plane and store, whose `applyRouting` can be made to fail for
- * one chosen routing state. Accounts and claims in `seed` are written before it starts, so its
- * watch on the store sees no change from another process during the test.
+ * A control plane over a real data plane and store, whose `applyRouting` can be held, then failed
+ * or let go, for one chosen routing state. What `seed` writes (accounts, claims, the clusters of a
+ * previous run) is in the store before the control plane opens it. Call `start()` to start it.
  */
-async function start(seed: (store: ControlStore) => void, options: { dnsServer?: string } = {}) {
+function create(seed: (store: ControlStore) => void, options: { dnsServer?: string } = {}) {
   const stateDir = mkdtempSync(join(tmpdir(), 'tfgate-undo-'));
   const seeding = openStore(stateDir);
   seed(seeding);
   seeding.close();
   const routing = new RoutingStateBuilder();
   const dataPlane = new DataPlane({ balancer: 'least-outstanding' });
-  let hold: { when: (state: RoutingState) => boolean; reached: () => void; failed: Promise<never> } | undefined;
+  let hold: { when: (state: RoutingState) => boolean; reached: () => void; outcome: Promise<void> } | undefined;
   const control = new ControlPlane({
     listen: { host: '127.0.0.1', port: 0 },
     stateDir,
@@ -50,24 +52,24 @@ async function start(seed: (store: ControlStore) => void, options: { dnsServer?:
       if (held?.when(state)) {
         hold = undefined;
         held.reached();
-        await held.failed;
+        await held.outcome;
       }
       dataPlane.apply(state);
     },
     log: createLogger('fatal'),
   });
-  await control.start();
   const clients: RawControlClient[] = [];
   onTestFinished(async () => {
     for (const client of clients) client.close();
     await control.close();
     rmSync(stateDir, { recursive: true, force: true });
   });
-  const serverKey = new Uint8Array(Buffer.from(control.publicKey, 'base64'));
   return {
     control,
     stateDir,
+    start: () => control.start(),
     async session(keys: TestKeys): Promise<RawControlClient> {
+      const serverKey = new Uint8Array(Buffer.from(control.publicKey, 'base64'));
       const client = new RawControlClient(`tcp://127.0.0.1:${control.port}`, serverKey, keys);
       clients.push(client);
       await client.handshake();
@@ -79,12 +81,16 @@ async function start(seed: (store: ControlStore) => void, options: { dnsServer?:
     /** Holds the next `applyRouting` whose state matches `when`. */
     holdApply(when: (state: RoutingState) => boolean): HeldApply {
       let reached!: () => void;
+      let pass!: () => void;
       let fail!: (err: Error) => void;
-      const failed = new Promise<never>((_resolve, reject) => (fail = reject));
-      failed.catch(() => undefined);
+      const outcome = new Promise<void>((resolve, reject) => {
+        pass = resolve;
+        fail = reject;
+      });
+      outcome.catch(() => undefined);
       const isReached = new Promise<void>((resolve) => (reached = resolve));
-      hold = { when, reached, failed };
-      return { reached: isReached, fail: () => fail(new Error('the data plane refused the state (test)')) };
+      hold = { when, reached, outcome };
+      return { reached: isReached, fail: () => fail(new Error('the data plane refused the state (test)')), pass };
     },
     /** The fqdns the store holds for the next start. */
     storedFqdns(): string[] {
@@ -108,10 +114,11 @@ async function toldLog(client: RawControlClient, text: RegExp): Promise<boolean>
 describe('undoing a change the data plane could not install', () => {
   it('does not put back a cluster whose domain claim was released while the change was pending', async () => {
     const a = newKeys();
-    const gw = await start((store) => {
+    const gw = create((store) => {
       store.addAccount(b64(a.publicKey), 'a');
       expect(store.claimDomain(b64(a.publicKey), 'example.com').ok).toBe(true);
     });
+    await gw.start();
     const s1 = await gw.session(a);
     const s2 = await gw.session(a);
     expect((await s1.request('publish_web', publish('www.', '10.0.0.1:80'), X)).params).toEqual({});
@@ -139,7 +146,7 @@ describe('undoing a change the data plane could not install', () => {
     const dns = await startDnsServer();
     const a = newKeys();
     const b = newKeys();
-    const gw = await start(
+    const gw = create(
       (store) => {
         store.addAccount(b64(a.publicKey), 'a');
         store.addAccount(b64(b.publicKey), 'b');
@@ -147,6 +154,7 @@ describe('undoing a change the data plane could not install', () => {
       },
       { dnsServer: dns.address },
     );
+    await gw.start();
     const a1 = await gw.session(a);
     const a2 = await gw.session(a);
     const b1 = await gw.session(b);
@@ -169,5 +177,33 @@ describe('undoing a change the data plane could not install', () => {
     // example.com is b's now: b publishes www.example.com, and a's old cluster is not in its way.
     expect((await b1.request('publish_web', publish('www.', '10.0.0.9:80'))).params).toEqual({});
     expect(gw.membersOf('www.example.com')).toEqual(['10.0.0.9:80']);
+  });
+});
+
+describe('restoring the previous run at start', () => {
+  it('unpublishes a restored cluster whose claim another process released while the gateway was starting', async () => {
+    const a = newKeys();
+    const gw = create((store) => {
+      store.addAccount(b64(a.publicKey), 'a');
+      expect(store.claimDomain(b64(a.publicKey), 'example.com').ok).toBe(true);
+      const rid = '00112233445566778899aabbccddeeff';
+      const cluster = { rid, owner: b64(a.publicKey), id: X.toString('hex'), fqdn: 'www.example.com', members: ['10.0.0.1:80'], rewrite: null, certificate: null };
+      store.saveClusters([{ rid, id: cluster.id, cluster }]);
+    });
+    // Hold start-up where it installs the restored clusters (their permission already checked)...
+    const held = gw.holdApply((state) => state.routes['www.example.com'] !== undefined);
+    const starting = gw.start();
+    await held.reached;
+    // ...and meanwhile another process sharing the store releases the claim.
+    const other = openStore(gw.stateDir);
+    expect(other.releaseDomain(b64(a.publicKey), 'example.com')).toBe(true);
+    other.close();
+    held.pass();
+    await starting;
+    expect(gw.membersOf('www.example.com')).toEqual(['10.0.0.1:80']);
+    // The running gateway must notice the change like any other made by another process.
+    await eventually(() => gw.membersOf('www.example.com') === undefined, 5000, 'www.example.com to be unpublished');
+    expect(gw.control.sessions().flatMap((session) => session.fqdns)).toEqual([]);
+    expect(gw.storedFqdns()).toEqual([]);
   });
 });
