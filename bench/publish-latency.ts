@@ -1,18 +1,22 @@
 import { execFileSync, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Cluster, Location, createClientKeys, openStore } from '../src/control/index.js';
+import { envNumber } from './stats.js';
 
 /**
  * Publish → routable latency: a control session publishes names one after another through a real
  * `tfgate serve --workers N` (its reply means "live in every worker"), and each name is requested at
  * once; with B background routes already in the table (static routes), so the cost of a change at
- * scale shows. Prints p50/p99 of the publish round trip and the gateway's RSS.
+ * scale shows. Prints p50/p99 of the publish round trip and the gateway's memory; then the memory
+ * with 10,000 and 100,000 routes published by control sessions (`BENCH_PUBLISHED`), what a location
+ * really holds: sessions, their clusters and the store besides the routes.
  */
 
 const CLI = join(fileURLToPath(new URL('.', import.meta.url)), '..', 'src', 'cli', 'tfgate.js');
@@ -35,7 +39,17 @@ interface Memory {
   readonly pssMb: number;
 }
 
-async function run(workers: number, background: number, publishes: number): Promise<Result> {
+/** A `tfgate serve` child for one measurement, with an account whose client keys can publish under `test`. */
+interface BenchGateway {
+  readonly child: ChildProcess;
+  readonly http: number;
+  readonly memberAddress: string;
+  connect(): Promise<Location>;
+  close(): Promise<void>;
+}
+
+/** Starts a member and `tfgate serve --workers N` with `background` static routes to it. */
+async function startBenchGateway(workers: number, background: number, extraArgs: readonly string[] = []): Promise<BenchGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'tfgate-publish-bench-'));
   const member = createServer((_req, res) => res.end('ok'));
   member.listen(0, '127.0.0.1');
@@ -47,10 +61,21 @@ async function run(workers: number, background: number, publishes: number): Prom
   const child = spawn(process.execPath, [CLI, 'serve', '--http', '127.0.0.1:0', '--https', '127.0.0.1:0', '--control', '127.0.0.1:0', '--admin', '127.0.0.1:0',
     '--state-dir', join(dir, 'state'), '--certs-dir', join(dir, 'certs'), '--routes', join(dir, 'routes.json'), '--global-domain', 'test', '--access-log=false', '--workers', String(workers),
     // Publishes back to back go past the default control rate limit (200 messages a second).
-    '--control-rate', '100000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    '--control-rate', '100000', ...extraArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const close = async (): Promise<void> => {
+    member.close();
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(killer);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
   try {
     const listening = await new Promise<{ http: number; control: number; publicKey: string }>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('tfgate did not listen within 30 s')), 30_000);
+      const timer = setTimeout(() => reject(new Error('tfgate did not listen within 60 s')), 60_000);
       createInterface({ input: child.stdout! }).on('line', (line) => {
         if (!line.includes('"msg":"listening"')) return;
         clearTimeout(timer);
@@ -65,36 +90,84 @@ async function run(workers: number, background: number, publishes: number): Prom
     const store = openStore(join(dir, 'state'));
     store.addAccount(Buffer.from(keys.publicKey).toString('base64'), 'bench');
     store.close();
-    const location = await Location.connect({ host: '127.0.0.1', port: listening.control, serverKey: listening.publicKey, keys });
+    const connect = (): Promise<Location> => Location.connect({ host: '127.0.0.1', port: listening.control, serverKey: listening.publicKey, keys });
+    return { child, http: listening.http, memberAddress, connect, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+async function run(workers: number, background: number, publishes: number): Promise<Result> {
+  const gateway = await startBenchGateway(workers, background);
+  try {
+    const location = await gateway.connect();
     const times: number[] = [];
     try {
       for (let i = 0; i < publishes; i++) {
         const fqdn = `p${i}.test`;
         const started = process.hrtime.bigint();
-        await location.endpointFor(fqdn).publish(new Cluster([memberAddress]), fqdn);
+        await location.endpointFor(fqdn).publish(new Cluster([gateway.memberAddress]), fqdn);
         times.push(Number(process.hrtime.bigint() - started) / 1e6);
-        const status = await get(listening.http, fqdn);
+        const status = await get(gateway.http, fqdn);
         if (status !== 200) throw new Error(`${fqdn} answered ${status} right after its publish was acknowledged`);
       }
     } finally {
       await location.close();
     }
-    const busy = treeMemory(child.pid!);
+    const busy = treeMemory(gateway.child.pid!);
     // Settling takes most of a minute: measured where there is something to give back.
-    const settled = background > 0 ? await settledMemory(child.pid!) : undefined;
+    const settled = background > 0 ? await settledMemory(gateway.child.pid!) : undefined;
     times.sort((a, b) => a - b);
     const at = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))]!;
     return { workers, background, p50: at(0.5), p99: at(0.99), max: times[times.length - 1]!, busy, settled };
   } finally {
-    member.close();
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(killer);
-    }
-    rmSync(dir, { recursive: true, force: true });
+    await gateway.close();
+  }
+}
+
+/** Memory with `count` routes published by control sessions (what a location holds), not read from a file. */
+interface PublishedResult {
+  readonly workers: number;
+  readonly count: number;
+  readonly seconds: number;
+  readonly busy: Memory;
+  readonly settled: Memory;
+}
+
+const PUBLISHING_SESSIONS = 10;
+const IN_FLIGHT_PER_SESSION = 32;
+
+/**
+ * Publishes `count` names from 10 sessions (32 publishes in flight each), all kept open, then reads
+ * the memory of the gateway's processes, busy and settled. Sessions stay connected while it settles.
+ */
+async function runPublished(workers: number, count: number): Promise<PublishedResult> {
+  const gateway = await startBenchGateway(workers, 0, ['--max-clusters-per-session', String(count)]);
+  const locations: Location[] = [];
+  try {
+    for (let s = 0; s < PUBLISHING_SESSIONS; s++) locations.push(await gateway.connect());
+    const started = Date.now();
+    let next = 0;
+    await Promise.all(
+      locations.flatMap((location) =>
+        Array.from({ length: IN_FLIGHT_PER_SESSION }, async () => {
+          while (next < count) {
+            const fqdn = `s${next++}.test`;
+            await location.endpointFor(fqdn).publish(new Cluster([gateway.memberAddress]), fqdn);
+          }
+        }),
+      ),
+    );
+    const seconds = (Date.now() - started) / 1000;
+    const status = await get(gateway.http, `s${count - 1}.test`);
+    if (status !== 200) throw new Error(`the last name published answered ${status}`);
+    const busy = treeMemory(gateway.child.pid!);
+    const settled = await settledMemory(gateway.child.pid!);
+    return { workers, count, seconds, busy, settled };
+  } finally {
+    await Promise.allSettled(locations.map((location) => location.close()));
+    await gateway.close();
   }
 }
 
@@ -160,6 +233,22 @@ export async function publishLatencyBench(): Promise<string> {
         `| ${r.workers} | ${r.background.toLocaleString('en')} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${r.max.toFixed(1)} | ${mb(r.busy.pssMb)} | ${mb(r.settled?.pssMb)} | ${mb(r.settled?.rssMb)} |`,
     ),
   ];
+  const counts = (process.env.BENCH_PUBLISHED ?? '10000,100000').split(',').map(Number).filter((n) => n > 0);
+  if (counts.length > 0) {
+    const workers = envNumber('BENCH_WORKERS', cpus().length);
+    const published: PublishedResult[] = [];
+    for (const count of counts) published.push(await runPublished(workers, count));
+    lines.push(
+      '',
+      `Routes published by control sessions (${PUBLISHING_SESSIONS} sessions, ${IN_FLIGHT_PER_SESSION} publishes in flight each, all kept open), then memory as above:`,
+      '',
+      '| workers | routes published | publishes/s | PSS busy | PSS settled | RSS settled |',
+      '|--------:|-----------------:|------------:|---------:|------------:|------------:|',
+      ...published.map(
+        (r) => `| ${r.workers} | ${r.count.toLocaleString('en')} | ${Math.round(r.count / r.seconds).toLocaleString('en')} | ${mb(r.busy.pssMb)} | ${mb(r.settled.pssMb)} | ${mb(r.settled.rssMb)} |`,
+      ),
+    );
+  }
   return lines.join('\n');
 }
 
