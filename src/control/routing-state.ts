@@ -64,7 +64,8 @@ export class RoutingStateBuilder {
     const frozen: RouteSpec = Object.freeze({
       fqdn: spec.fqdn,
       cluster: spec.cluster,
-      members: Object.freeze([...spec.members]),
+      // Published clusters' member lists are frozen already: shared, not copied.
+      members: Object.isFrozen(spec.members) ? spec.members : Object.freeze([...spec.members]),
       rewrite: spec.rewrite,
       source: spec.source,
     });
