@@ -31,6 +31,36 @@ describe('LayeredMap', () => {
     for (const [version, snapshot] of versions) expect(new Map(version.entries())).toEqual(snapshot);
   });
 
+  it('stays a map through every layer: changes on top of a large base, merged upwards and folded into it', () => {
+    // 20,000 entries: the middle layer folds into the base past ~800 changes, `recent` merges every 32.
+    const model = new Map<string, number>(Array.from({ length: 20_000 }, (_, i) => [`k${i}`, -1] as [string, number]));
+    let layered = LayeredMap.of(model);
+    const versions: [LayeredMap<string, number>, Map<string, number>][] = [];
+    let seed = 11;
+    const random = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+    for (let step = 0; step < 4_000; step++) {
+      // One publish at a time, as the control plane makes them; a key outside the base now and then.
+      const key = `k${random(21_000)}`;
+      if (random(4) === 0) {
+        layered = layered.with([], [key]);
+        model.delete(key);
+      } else {
+        layered = layered.with([[key, step]]);
+        model.set(key, step);
+      }
+      expect(layered.size).toBe(model.size);
+      const probe = `k${random(21_000)}`;
+      expect(layered.get(probe)).toBe(model.get(probe));
+      if (step % 700 === 0) versions.push([layered, new Map(model)]);
+    }
+    expect(new Map(layered.entries())).toEqual(model);
+    expect([...layered.keys()].length).toBe(model.size);
+    for (const [version, snapshot] of versions) {
+      expect(version.size).toBe(snapshot.size);
+      expect(new Map(version.entries())).toEqual(snapshot);
+    }
+  });
+
   it('leaves the original untouched', () => {
     const a = LayeredMap.of([['x', 1]]);
     const b = a.with([['y', 2]], ['x']);
