@@ -82,20 +82,22 @@ export class DataPlane {
   applyWhole(version: number, specs: Iterable<RouteSpec>, certificates: RoutingState['certificates']): void {
     if (version < this.routes.current.version) return;
     if (certificates !== this.#certificateSpecs) this.#installCertificates(certificates);
+    // The routes in force are left as they are until the new table is whole (`specs` may throw midway).
     const previous = this.#clusters;
     const next = new Map<string, Route>();
     const released: Upstream[] = [];
     for (const spec of specs) {
-      const known = previous.get(spec.fqdn) ?? next.get(spec.fqdn);
+      const earlier = next.get(spec.fqdn); // the same fqdn twice: the later spec wins
+      const known = earlier ?? previous.get(spec.fqdn);
       if (known && builtFrom(known, spec)) {
         next.set(spec.fqdn, known);
-      } else {
-        next.set(spec.fqdn, this.#build(spec));
-        if (known) released.push(...known.cluster.members);
+        continue;
       }
-      previous.delete(spec.fqdn);
+      if (earlier && earlier !== previous.get(spec.fqdn)) released.push(...earlier.cluster.members);
+      next.set(spec.fqdn, this.#build(spec));
     }
-    for (const route of previous.values()) released.push(...route.cluster.members);
+    // Routes replaced or gone give their members back (after the new ones took theirs).
+    for (const [fqdn, route] of previous) if (next.get(fqdn) !== route) released.push(...route.cluster.members);
     this.#clusters = next;
     this.routes.swap(new RouteTable(version, next));
     const dropped = released.filter((member) => this.registry.release(member));

@@ -70,6 +70,24 @@ describe('DataPlane whole tables (as workers get them)', () => {
   });
 });
 
+describe('DataPlane whole tables that fail midway', () => {
+  it('leaves the routes in force as they were, so later changes still apply and release members', () => {
+    const dropped: string[] = [];
+    const plane = new DataPlane({ balancer: 'round-robin', onMembersDropped: (d) => dropped.push(...d.map((m) => m.address)) });
+    plane.applyWhole(1, [spec('a.test', ['127.0.0.1:1']), spec('b.test', ['127.0.0.1:2'])], undefined);
+    function* broken(): Generator<RouteSpec> {
+      yield spec('a.test', ['127.0.0.1:1']);
+      throw new Error('malformed route line');
+    }
+    expect(() => plane.applyWhole(2, broken(), undefined)).toThrow(/malformed/);
+    expect(plane.version).toBe(1);
+    expect(plane.routes.current.lookup('a.test')).toBeDefined();
+    expect(plane.applyChanges(2, { base: 1, upserts: [], removals: ['a.test'] }, undefined)).toBe(true);
+    expect(plane.routes.current.lookup('a.test')).toBeUndefined();
+    expect(dropped).toEqual(['127.0.0.1:1']);
+  });
+});
+
 describe('DataPlane changes', () => {
   it('applies a builder snapshot as changes when it runs their base, and as a whole otherwise, with the same result', async () => {
     const { RoutingStateBuilder } = await import('../../src/control/routing-state.js');
