@@ -69,7 +69,8 @@ export class Commands {
   /** Which sessions hold each cluster id (ids are the clients' uuids, so two sessions may use one). */
   /** How many sessions hold each cluster id (a count, not a set: at 100k clusters the sets cost ~15 MB). */
   readonly #clusterHolders = new Map<string, number>();
-  readonly #owners = new Map<string, Session>();
+  /** Which session publishes each fqdn, and under which cluster id. */
+  readonly #owners = new Map<string, { readonly session: Session; readonly id: string }>();
 
   constructor(options: CommandsOptions) {
     this.#routing = options.routing;
@@ -156,7 +157,7 @@ export class Commands {
    */
   async revalidate(why: string): Promise<void> {
     const dropped: { session: Session; cluster: PublishedCluster }[] = [];
-    for (const session of new Set(this.#owners.values())) {
+    for (const session of new Set([...this.#owners.values()].map((owner) => owner.session))) {
       for (const cluster of session.clusters.values()) {
         try {
           this.#domains.checkPublish(session.publicKey, cluster.fqdn, cluster.fqdn);
@@ -229,10 +230,14 @@ export class Commands {
     this.#checkPermitted(session, fqdn, domain.hostname);
 
     const id = Buffer.from(uuid).toString('hex');
+    // What this publish replaces: the session's cluster with this id, and its cluster at this fqdn
+    // (looked up, not scanned for: a session may hold many thousands).
     const changes: Change[] = [];
-    for (const cluster of session.clusters.values()) {
-      if (cluster.fqdn === fqdn || cluster.id === id) changes.push({ id: cluster.id, before: cluster, after: undefined });
-    }
+    const sameId = session.clusters.get(id);
+    if (sameId) changes.push({ id, before: sameId, after: undefined });
+    const atFqdn = this.#owners.get(fqdn);
+    const sameFqdn = atFqdn?.session === session && atFqdn.id !== id ? session.clusters.get(atFqdn.id) : undefined;
+    if (sameFqdn) changes.push({ id: sameFqdn.id, before: sameFqdn, after: undefined });
     if (changes.length === 0 && session.clusters.size >= this.#maxClusters) {
       throw new ForbiddenError(`this session already publishes ${session.clusters.size} clusters, the most one session may (--max-clusters-per-session)`);
     }
@@ -308,7 +313,7 @@ export class Commands {
   #checkPermitted(session: Session, fqdn: string, domain: string): void {
     this.#domains.checkPublish(session.publicKey, fqdn, domain);
     if (this.#routing.isStatic(fqdn)) throw new ForbiddenError(`${fqdn} is served by the operator's static routes`);
-    const owner = this.#owners.get(fqdn);
+    const owner = this.#owners.get(fqdn)?.session;
     if (owner && owner !== session) throw new ForbiddenError(`${fqdn} is published by another session`);
   }
 
@@ -369,7 +374,7 @@ export class Commands {
         const holders = (this.#clusterHolders.get(id) ?? 1) - 1;
         if (holders === 0) this.#clusterHolders.delete(id);
         else this.#clusterHolders.set(id, holders);
-        if (this.#owners.get(previous.fqdn) === session) {
+        if (this.#owners.get(previous.fqdn)?.session === session) {
           this.#owners.delete(previous.fqdn);
           this.#routing.removeSession(previous.fqdn);
         }
@@ -377,7 +382,7 @@ export class Commands {
       if (next) {
         session.clusters.set(id, next);
         this.#clusterHolders.set(id, (this.#clusterHolders.get(id) ?? 0) + 1);
-        this.#owners.set(next.fqdn, session);
+        this.#owners.set(next.fqdn, { session, id });
         this.#routing.putSession({ fqdn: next.fqdn, cluster: next.id, members: next.members, rewrite: next.rewrite, source: 'session' }, next.certificate);
       }
     }

@@ -112,6 +112,23 @@ describe('control commands', () => {
     expect(old.params.exception).toMatch(/no cluster/);
   });
 
+  it('re-publishing a cluster id under another fqdn moves it, replacing the session\'s cluster there', async () => {
+    const gw = await startTestControlPlane();
+    const client = await gw.session();
+    await client.request('publish_web', publish('app.', ['10.0.0.1:80']), Buffer.from('moving'));
+    await client.request('publish_web', publish('other.', ['10.0.0.2:80']), Buffer.from('resident'));
+    await client.request('publish_web', publish('other.', ['10.0.0.3:80']), Buffer.from('moving'));
+    expect(gw.dataPlane.routes.current.lookup('app.test')).toBeUndefined();
+    expect(gw.membersOf('other.test')).toEqual(['10.0.0.3:80']);
+    expect(gw.dataPlane.routes.current.lookup('other.test')?.cluster.id).toBe(Buffer.from('moving').toString('hex'));
+    const replaced = await client.request('add_to_cluster', { cluster: Buffer.from('resident'), container: '10.0.0.4:80' });
+    expect(replaced.params.exception).toMatch(/no cluster/);
+    // The name it left is free again, for this session or another.
+    const other = await gw.session();
+    await other.request('publish_web', publish('app.', ['10.0.0.5:80']), Buffer.from('newcomer'));
+    expect(gw.membersOf('app.test')).toEqual(['10.0.0.5:80']);
+  });
+
   it('two sessions: B cannot take, change or unpublish A\'s cluster', async () => {
     const gw = await startTestControlPlane();
     const a = await gw.session();
