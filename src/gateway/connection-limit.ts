@@ -22,7 +22,6 @@ export class ConnectionLimiter {
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #byClient = new Map<string, number>();
-  #open = 0;
   readonly #openOn: Record<Listener, number> = { http: 0, https: 0 };
   readonly #refusedOn: Record<Listener, number> = { http: 0, https: 0 };
   #refusedSinceLog = 0;
@@ -37,7 +36,7 @@ export class ConnectionLimiter {
 
   /** Open client connections now. */
   get open(): number {
-    return this.#open;
+    return this.#openOn.http + this.#openOn.https;
   }
 
   /** Client connections open now on one listener (the connection gauge reads it at scrape time). */
@@ -64,7 +63,7 @@ export class ConnectionLimiter {
     const client = socket.remoteAddress ?? 'unknown';
     const fromClient = this.#byClient.get(client) ?? 0;
     const reason =
-      this.#open >= this.#max
+      this.open >= this.#max
         ? `${this.#max} client connections are open, the limit`
         : fromClient >= this.#maxPerClient
           ? `${this.#maxPerClient} connections from ${client} are open, the per-client limit`
@@ -73,11 +72,9 @@ export class ConnectionLimiter {
       this.#refuse(socket, listener, client, reason);
       return false;
     }
-    this.#open++;
     this.#openOn[listener]++;
     this.#byClient.set(client, fromClient + 1);
     socket.once('close', () => {
-      this.#open--;
       this.#openOn[listener]--;
       const left = (this.#byClient.get(client) ?? 1) - 1;
       if (left === 0) this.#byClient.delete(client);
