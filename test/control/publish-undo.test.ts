@@ -108,7 +108,9 @@ function create(seed: (store: ControlStore) => void, options: { dnsServer?: stri
 async function toldLog(client: RawControlClient, text: RegExp): Promise<boolean> {
   const matches = (message: { command: string; params: Record<string, unknown> }) => message.command === 'log' && text.test(String(message.params.log));
   if (client.others.some(matches)) return true;
-  for (;;) if (matches(await client.receive())) return true;
+  // Bounded: each receive times out, and a test client gets a handful of messages, not an endless stream.
+  for (let i = 0; i < 50; i++) if (matches(await client.receive())) return true;
+  return false;
 }
 
 describe('undoing a change the data plane could not install', () => {
