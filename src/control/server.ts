@@ -1,4 +1,4 @@
-import { Dealer, Router } from 'zeromq';
+import { Context, Dealer, Router } from 'zeromq';
 import type { ListenAddress } from '../config.js';
 
 /**
@@ -8,6 +8,28 @@ import type { ListenAddress } from '../config.js';
 
 /** What became of a frame handed to {@link RouterTransport.send}. */
 export type SendResult = 'sent' | 'unreachable' | 'busy' | 'closed';
+
+// ZMQ_ZERO_COPY_RECV, a context option zeromq.js does not name.
+const ZMQ_ZERO_COPY_RECV = 10;
+
+/**
+ * The ROUTER's own context, with libzmq's zero-copy receive off. With it on, a received message is a view
+ * into an 8 KB decoder buffer allocated by the I/O thread, and zeromq.js hands it to JS as an external
+ * Buffer that keeps that whole buffer alive until V8 collects it. A burst of publishes then left hundreds
+ * of MB in the I/O thread's malloc arena, nearly all of it free but not given back to the system
+ * (measured after 100,000 publishes: 268 MB held, under 1 MB in use). Off, each message gets an
+ * allocation of its own size, freed with its Buffer.
+ */
+class CopyingContext extends Context {
+  constructor() {
+    super();
+    this.setBoolOption(ZMQ_ZERO_COPY_RECV, false);
+  }
+
+  get zeroCopyReceive(): boolean {
+    return this.getBoolOption(ZMQ_ZERO_COPY_RECV);
+  }
+}
 
 /** Options of the gateway's ROUTER socket. */
 export interface RouterTransportOptions {
@@ -25,12 +47,14 @@ export interface RouterTransportOptions {
  */
 export class RouterTransport {
   readonly #socket: Router;
+  readonly #context = new CopyingContext();
   readonly #queue: { peer: Buffer; frame: Uint8Array; resolve: (result: SendResult) => void }[] = [];
   #pumping = false;
   #closed = false;
 
   constructor(options: RouterTransportOptions) {
     this.#socket = new Router({
+      context: this.#context,
       mandatory: true,
       sendTimeout: 0,
       linger: 200,
@@ -66,6 +90,11 @@ export class RouterTransport {
     } catch (err) {
       if (!this.#closed) throw err;
     }
+  }
+
+  /** Whether received messages are copied out of libzmq's decoder buffers (see {@link CopyingContext}). */
+  get receivesByCopy(): boolean {
+    return !this.#context.zeroCopyReceive;
   }
 
   /** Calls `listener` whenever a peer's connection closes (the event does not say which peer). */
