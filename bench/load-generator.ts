@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { ChildSet } from './processes.js';
 
@@ -11,6 +12,11 @@ export interface LoadOptions {
   readonly durationS: number;
   readonly connections: number;
   readonly threads: number;
+  /**
+   * Requests per second over all connections; undefined = as fast as the target answers. With a rate, each
+   * connection waits a random (exponential) time before each request, so arrivals do not come in lockstep.
+   */
+  readonly rate?: number;
 }
 
 /** What one load run measured; latencies in milliseconds. */
@@ -74,26 +80,54 @@ export function onPath(command: string): string | undefined {
   return undefined;
 }
 
+/**
+ * A wrk script that spaces each connection's requests by an exponential think time, so that `connections`
+ * connections together send about `rate` requests per second. wrk truncates the delay to whole
+ * milliseconds and starts each request's clock when it writes it, so the rate is a little above the
+ * one asked for and latency is measured from the request's real start.
+ */
+export function fixedRateScript(rate: number, connections: number): string {
+  const meanMs = (connections * 1000) / rate;
+  return [
+    `-- ${connections} connections, about ${rate} requests/s in all: Poisson arrivals on each connection`,
+    'math.randomseed(os.time())',
+    `function delay() return -math.log(1 - math.random()) * ${meanMs.toFixed(3)} end`,
+    '',
+  ].join('\n');
+}
+
 function wrk(path: string, children: ChildSet): LoadGenerator {
   return {
     name: 'wrk',
     note: `wrk (${path})`,
-    command: (o) => `wrk -t${o.threads} -c${o.connections} -d${o.durationS}s --latency -H 'Host: ${o.host}'`,
+    command: (o) => `wrk -t${o.threads} -c${o.connections} -d${o.durationS}s --latency -H 'Host: ${o.host}'${o.rate === undefined ? '' : ` -s fixed-rate.lua (${o.rate} req/s)`}`,
     async run(o) {
       const args = [`-t${o.threads}`, `-c${o.connections}`, `-d${o.durationS}s`, '--latency', '-H', `Host: ${o.host}`, o.url];
-      const child = children.add(spawn(path, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] }));
-      let out = '';
-      child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-      child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-      const timer = setTimeout(() => child.kill('SIGKILL'), (o.durationS + 15) * 1000);
-      const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
-        child.once('error', reject);
-        child.once('close', (c: number | null, s: NodeJS.Signals | null) => resolve([c, s]));
-      }).finally(() => clearTimeout(timer));
-      if (code !== 0) throw new Error(`wrk ${args.join(' ')} failed (${signal ?? `code ${code}`}):\n${out}`);
-      return parseWrkOutput(out);
+      if (o.rate === undefined) return runWrk(path, args, o.durationS, children);
+      const scriptDir = mkdtempSync(join(tmpdir(), 'tfgate-wrk-'));
+      const script = join(scriptDir, 'fixed-rate.lua');
+      try {
+        writeFileSync(script, fixedRateScript(o.rate, o.connections));
+        return await runWrk(path, ['-s', script, ...args], o.durationS, children);
+      } finally {
+        rmSync(scriptDir, { recursive: true, force: true });
+      }
     },
   };
+}
+
+async function runWrk(path: string, args: readonly string[], durationS: number, children: ChildSet): Promise<LoadResult> {
+  const child = children.add(spawn(path, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] }));
+  let out = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+  const timer = setTimeout(() => child.kill('SIGKILL'), (durationS + 15) * 1000);
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (c: number | null, s: NodeJS.Signals | null) => resolve([c, s]));
+  }).finally(() => clearTimeout(timer));
+  if (code !== 0) throw new Error(`wrk ${args.join(' ')} failed (${signal ?? `code ${code}`}):\n${out}`);
+  return parseWrkOutput(out);
 }
 
 // The slice of autocannon's API used here (it ships no types of its own).
@@ -113,10 +147,11 @@ function autocannon(run: Autocannon, why: string): LoadGenerator {
   return {
     name: 'autocannon',
     note: `autocannon, ${why}; it runs inside the bench process and costs far more CPU than wrk, so figures are lower; latencies in whole ms`,
-    command: (o) => `autocannon -c ${o.connections} -d ${o.durationS} -H 'host=${o.host}'`,
+    command: (o) => `autocannon -c ${o.connections} -d ${o.durationS} -H 'host=${o.host}'${o.rate === undefined ? '' : ` --overallRate ${o.rate}`}`,
     async run(o) {
       const result = await new Promise<Parameters<Parameters<Autocannon>[1]>[1]>((resolve, reject) => {
-        run({ url: o.url, connections: o.connections, duration: o.durationS, headers: { host: o.host } }, (err, r) => (err ? reject(err) : resolve(r)));
+        const rate = o.rate === undefined ? {} : { overallRate: o.rate };
+        run({ url: o.url, connections: o.connections, duration: o.durationS, headers: { host: o.host }, ...rate }, (err, r) => (err ? reject(err) : resolve(r)));
       });
       return {
         requestsPerSec: result.requests.total / result.duration,

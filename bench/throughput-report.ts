@@ -17,6 +17,8 @@ export interface ScenarioResult {
   readonly title: string;
   /** The load generator and its settings, as a command line. */
   readonly command: string;
+  /** Requests/s asked of every target, when the scenario measures latency below saturation, not throughput. */
+  readonly fixedRate?: number;
   readonly cells: readonly Cell[];
 }
 
@@ -25,19 +27,23 @@ const cpuOf = (cell: Cell): number | undefined => {
   const cpu = cell.runs.map((r) => r.cpuUsPerRequest).filter((c): c is number => c !== undefined);
   return cpu.length > 0 ? median(cpu) : undefined;
 };
+const p99Of = (cell: Cell): number | undefined => (cell.runs.length > 0 ? median(cell.runs.map((r) => r.p99Ms)) : undefined);
 const ratio = (value: number | undefined, base: number | undefined): string =>
   value === undefined || base === undefined || base === 0 ? 'n/a' : `${formatNumber(value / base, 2)}×`;
 
 /**
- * The markdown table of one scenario: medians and min–max over rounds, CPU per request, ratios to direct,
- * nginx and the best peer (peers only: never tfgate, the bare forwarder or the naive baseline); then the
- * line saying how much CPU tfgate spends above the bare undici forwarder.
+ * The markdown table of one scenario: medians and min–max over rounds, CPU per request, p99 against
+ * nginx's, and (at full load) throughput ratios to direct, nginx and the best peer (peers only: never
+ * tfgate, the bare forwarder or the naive baseline); then the line saying how much CPU tfgate spends above
+ * the bare undici forwarder. At a fixed rate every target gets the same requests/s, so only latency and
+ * CPU are compared.
  */
 export function scenarioTable(result: ScenarioResult): string {
   const direct = result.cells.find((c) => c.target.kind === 'direct');
   const nginx = result.cells.find((c) => c.target.name === 'nginx');
   const peers = result.cells.filter((c) => c.target.kind === 'peer' && c.runs.length > 0);
   const best = peers.reduce<Cell | undefined>((b, c) => (b === undefined || rpsOf(c)! > rpsOf(b)! ? c : b), undefined);
+  const fixed = result.fixedRate !== undefined;
   const withGenerator = result.cells.some((c) => c.runs.some((r) => r.generatorCpuPercent !== undefined));
   const rows = result.cells.map((cell) => {
     if (cell.runs.length === 0) return [cell.target.name, `failed: ${cell.error ?? 'no runs'}`];
@@ -52,14 +58,14 @@ export function scenarioTable(result: ScenarioResult): string {
       formatNumber(median(cell.runs.map((r) => r.p50Ms)), 2),
       formatNumber(median(cell.runs.map((r) => r.p99Ms)), 2),
       cpu !== undefined ? formatNumber(cpu, 1) : 'n/a',
-      ratio(rpsOf(cell), direct && rpsOf(direct)),
-      ratio(rpsOf(cell), nginx && rpsOf(nginx)),
-      ratio(rpsOf(cell), best && rpsOf(best)),
+      ratio(p99Of(cell), nginx && p99Of(nginx)),
+      ...(fixed ? [] : [ratio(rpsOf(cell), direct && rpsOf(direct)), ratio(rpsOf(cell), nginx && rpsOf(nginx)), ratio(rpsOf(cell), best && rpsOf(best))]),
       ...(withGenerator ? [generator.length > 0 ? `${formatNumber(median(generator))}%` : 'n/a'] : []),
       formatNumber(failures) + (cell.error ? ` (${cell.error})` : ''),
     ];
   });
-  const header = ['target', 'req/s', 'min–max', 'p50 ms', 'p99 ms', 'CPU µs/req', 'vs direct', 'vs nginx', `vs best peer${best ? ` (${best.target.name})` : ''}`];
+  const header = ['target', 'req/s', 'min–max', 'p50 ms', 'p99 ms', 'CPU µs/req', 'p99 vs nginx'];
+  if (!fixed) header.push('vs direct', 'vs nginx', `vs best peer${best ? ` (${best.target.name})` : ''}`);
   if (withGenerator) header.push('load gen CPU');
   header.push('errors');
   const overhead = overheadLine(result.cells);
