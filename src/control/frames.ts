@@ -31,9 +31,55 @@ export function encodeCbor(value: unknown): Buffer {
   return encoder.encode(value);
 }
 
-/** Decodes one CBOR item; throws on malformed or trailing data. */
+/** Decodes one CBOR item; throws on malformed or trailing data, and on any tag (see {@link assertUntagged}). */
 export function decodeCbor(bytes: Uint8Array): CborValue {
+  assertUntagged(bytes);
   return decoder.decode(bytes);
+}
+
+/**
+ * Throws unless `bytes` holds no CBOR tag (major type 6). The protocol uses none, and cbor-x gives some
+ * tags costly meanings: a tag-2 bignum of n bytes takes O(n²) to build, so one 200 kB frame from a peer
+ * that never authenticated held the event loop for 15 s. A linear walk over the item headers, before
+ * cbor-x sees the bytes; lengths are stepped over, never allocated. Truncation and other malformations
+ * are left to the decoder.
+ */
+function assertUntagged(bytes: Uint8Array): void {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // Items still to read in each open container, innermost last; -1 = indefinite (ends at a break).
+  const open: number[] = [1];
+  let at = 0;
+  while (open.length > 0 && at < bytes.length) {
+    const left = open[open.length - 1]!;
+    if (left === 0) {
+      open.pop();
+      continue;
+    }
+    const initial = bytes[at++]!;
+    if (initial === 0xff && left === -1) {
+      open.pop();
+      continue;
+    }
+    if (left > 0) open[open.length - 1] = left - 1;
+    const major = initial >> 5;
+    const info = initial & 0x1f;
+    if (major === 6) throw new Error('CBOR tags are not part of the control protocol');
+    let argument = info;
+    if (info >= 24 && info <= 27) {
+      const size = 1 << (info - 24);
+      if (at + size > bytes.length) return; // truncated: the decoder says so
+      argument = size === 1 ? view.getUint8(at) : size === 2 ? view.getUint16(at) : size === 4 ? view.getUint32(at) : Number(view.getBigUint64(at));
+      at += size;
+    } else if (info === 31 && major >= 2 && major <= 5) {
+      open.push(-1);
+      continue;
+    } else if (info > 23) {
+      return; // reserved additional information: malformed, the decoder says so
+    }
+    if (major === 2 || major === 3) at += argument;
+    else if (major === 4) open.push(argument);
+    else if (major === 5) open.push(argument * 2);
+  }
 }
 
 /** `n` random bytes from NaCl's CSPRNG. */
@@ -155,8 +201,8 @@ export function openSealed(message: SealedMessage, sessionKey: Uint8Array): { ok
   let params: unknown;
   try {
     params = decodeCbor(plain);
-  } catch {
-    return withUuid('params are not valid CBOR');
+  } catch (err) {
+    return withUuid(`params are not valid CBOR (${(err instanceof Error ? err.message : String(err)).slice(0, 200)})`);
   }
   if (!(params instanceof Map)) return withUuid('params must be a CBOR map');
   for (const key of params.keys()) {

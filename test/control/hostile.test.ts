@@ -124,6 +124,25 @@ describe('hostile control input', () => {
     expect(gw.routing.snapshot()).toBe(before);
   });
 
+  it('refuses CBOR tags before decoding them: a huge bignum from a stranger does not stall anyone', async () => {
+    const gw = await startTestControlPlane();
+    const a = await gw.session();
+    const stranger = gw.client(newKeys());
+    // Tag 2 (bignum) over a 200 kB byte string: cbor-x builds it in quadratic time (15 s here).
+    const bignum = Buffer.concat([Buffer.from([0xc2, 0x5a]), Buffer.alloc(4), Buffer.alloc(200_000, 0xab)]);
+    bignum.writeUInt32BE(200_000, 2);
+    await stranger.sendRaw(bignum);
+    const started = Date.now();
+    expect((await a.request('list_domains', {}, Buffer.from('after-bignum'))).params).toEqual({ domains: ['test'] });
+    expect(Date.now() - started).toBeLessThan(2000);
+    // Inside a session too: a tag anywhere in the params is refused, not decoded.
+    const uuid = Buffer.from('tagged');
+    const nonce = nacl.randomBytes(24);
+    const tagged = Buffer.from([0xa1, 0x61, 0x78, 0xc2, 0x41, 0x01]); // {"x": 2(h'01')}, a one-byte bignum
+    await a.sendRaw(cbor([Buffer.from(nonce), Buffer.from('publish_web'), uuid, Buffer.from(nacl.secretbox(tagged, nonce, a.sessionKey!)), EMPTY]));
+    expect((await a.replyTo(uuid)).params.exception).toMatch(/CBOR tags are not part of the control protocol/);
+  });
+
   it('answers wrong shapes and undecryptable frames with an exception when a uuid was given', async () => {
     const gw = await startTestControlPlane();
     const a = await gw.session();
@@ -139,7 +158,10 @@ describe('hostile control input', () => {
     await a.sendRaw(cbor([Buffer.from(nonce), Buffer.from('list_domains'), uuid3, Buffer.from(nacl.secretbox(cbor(['not', 'a', 'map']), nonce, key)), EMPTY]));
     expect((await a.replyTo(uuid3)).params.exception).toMatch(/params must be a CBOR map/);
     const uuid4 = Buffer.from('shape-4');
-    await a.sendRaw(a.seal('list_domains', uuid4, new Map([[Buffer.from('domain'), 'x']])));
+    // {h'646f6d61696e': "x"} as a Python client would send it (cbor-x would wrap such a map in tag 259).
+    const byteKeyMap = Buffer.concat([Buffer.from([0xa1, 0x46]), Buffer.from('domain'), Buffer.from([0x61, 0x78])]);
+    const nonce4 = nacl.randomBytes(24);
+    await a.sendRaw(cbor([Buffer.from(nonce4), Buffer.from('list_domains'), uuid4, Buffer.from(nacl.secretbox(byteKeyMap, nonce4, key)), EMPTY]));
     expect((await a.replyTo(uuid4)).params.exception).toMatch(/keys must be text strings/);
   });
 });
