@@ -1,25 +1,47 @@
 import type { IncomingMessage } from 'node:http';
 import { Transform } from 'node:stream';
 import type { Readable } from 'node:stream';
-import { PayloadTooLargeError } from './errors.js';
+import { PayloadTooLargeError, RequestTimeoutError } from './errors.js';
+
+/** Bounds on a request body as it streams upstream. */
+export interface BodyBounds {
+  /** Cut with a {@link PayloadTooLargeError} past this many bytes; 0 = no limit (a known length is checked before forwarding). */
+  readonly maxBytes: number;
+  /** Cut with a {@link RequestTimeoutError} when no body byte moves for this long (the `--idle-timeout`). */
+  readonly idleTimeoutMs: number;
+}
 
 /**
- * The body of a request whose length is not known in advance (chunked), cut with a
- * {@link PayloadTooLargeError} once more than `maxBytes` arrived: the member sees an aborted request,
- * the client a 413 (or a cut connection when the member already answered). Requests with a
- * Content-Length are refused before forwarding instead (Pipeline.route), so they never come here.
+ * The request body as sent upstream, watched: a body that moves no byte for `idleTimeoutMs` (a
+ * client that went quiet mid-upload, or a member that stopped reading) is cut with a
+ * {@link RequestTimeoutError}, so it cannot hold a member connection forever; a body over
+ * `maxBytes` is cut with a {@link PayloadTooLargeError}. The member sees an aborted request, the
+ * client a 408 or 413 (or a cut connection when the member already answered). Requests with a
+ * Content-Length over the limit are refused before forwarding instead (Pipeline.route).
  */
-export function limitBody(req: IncomingMessage, maxBytes: number): Readable {
+export function watchBody(req: IncomingMessage, bounds: BodyBounds): Readable {
   let seen = 0;
-  const counted = new Transform({
+  const { maxBytes, idleTimeoutMs } = bounds;
+  const watched = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
+      idle.refresh();
       seen += chunk.length;
-      if (seen > maxBytes) callback(new PayloadTooLargeError(`request body over the limit of ${maxBytes} bytes`));
+      if (maxBytes > 0 && seen > maxBytes) callback(new PayloadTooLargeError(`request body over the limit of ${maxBytes} bytes`));
       else callback(null, chunk);
     },
   });
-  // The forwarder listens for errors on what it sends; a client reset is seen through the response's 'close'.
-  req.on('error', (err) => counted.destroy(err));
-  req.pipe(counted);
-  return counted;
+  const idle = setTimeout(() => {
+    watched.destroy(new RequestTimeoutError(`request body sent nothing for ${idleTimeoutMs} ms`));
+  }, idleTimeoutMs).unref();
+  const stop = (): void => clearTimeout(idle);
+  watched.once('finish', stop); // every body byte arrived
+  watched.once('close', stop);
+  // undici hears the error while it sends the body, and stops listening once the attempt ends; a
+  // timeout or a client reset after that has nobody else to hear it.
+  watched.on('error', ignore);
+  req.on('error', (err) => watched.destroy(err));
+  req.pipe(watched);
+  return watched;
 }
+
+function ignore(): void {}

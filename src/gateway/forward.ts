@@ -6,7 +6,7 @@ import type { Limits } from '../config.js';
 import type { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Upstream } from '../upstreams/index.js';
-import { BadGatewayError } from './errors.js';
+import { BadGatewayError, UpstreamTimeoutError } from './errors.js';
 import { CONNECT_ERROR_CODES, codeOf, isConnectFailure, toGatewayError } from './member-errors.js';
 import { filterResponseHeaders } from './steps.js';
 
@@ -61,6 +61,13 @@ export class Forwarder {
   /** Members whose pools were closed: a late retry from an old snapshot must not reopen one. */
   readonly #dropped = new WeakSet<Upstream>();
   readonly #options: Pool.Options;
+  /**
+   * How long an attempt may wait for a member connection (the pool's queue, then connecting). undici
+   * starts its response timeout only once the request is on a connection, so a pool held by slow
+   * requests would otherwise keep others waiting without bound; at least the connect timeout, so a
+   * connect failure is still reported (and retried) as one.
+   */
+  readonly #queueTimeoutMs: number;
   readonly #log: Logger;
   readonly #now: () => number;
   #closed = false;
@@ -79,6 +86,7 @@ export class Forwarder {
       pipelining: 1,
       strictContentLength: true,
     };
+    this.#queueTimeoutMs = Math.max(limits.upstreamConnectTimeoutMs, limits.upstreamResponseTimeoutMs);
   }
 
   /**
@@ -86,7 +94,7 @@ export class Forwarder {
    * Hot path: one handler object per attempt, no promises.
    */
   forward(ex: ForwardExchange, member: Upstream): void {
-    const handler = new ForwardHandler(ex, member, this.#now);
+    const handler = new ForwardHandler(ex, member, this.#now, this.#queueTimeoutMs);
     const res = ex.res as ForwardedResponse;
     if (res[kHandler] === undefined) {
       // First attempt: listeners live as long as the response; they find the current attempt through res.
@@ -145,20 +153,24 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly #now: () => number;
   #controller: Dispatcher.DispatchController | undefined;
   readonly #started: number;
+  /** Runs until the request is on a member connection (see Forwarder's queue timeout). */
+  readonly #queued: NodeJS.Timeout;
   #responded = false;
   #done = false;
 
-  constructor(ex: ForwardExchange, member: Upstream, now: () => number) {
+  constructor(ex: ForwardExchange, member: Upstream, now: () => number, queueTimeoutMs: number) {
     this.#ex = ex;
     this.#member = member;
     this.#now = now;
     this.#started = now();
+    this.#queued = setTimeout(onQueueTimeout, queueTimeoutMs, this, queueTimeoutMs).unref();
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
+    clearTimeout(this.#queued);
     this.#controller = controller;
-    // The client may have left while the request waited in the pool's queue.
-    if (this.#ex.clientGone) controller.abort(new ClientGoneError());
+    // The client may have left, or been answered 504, while the request waited in the pool's queue.
+    if (this.#ex.clientGone || this.#done) controller.abort(new ClientGoneError());
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
@@ -206,6 +218,12 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#finish(toGatewayError(err, this.#member), retryable);
   }
 
+  /** No member connection came free in time: answer 504 now; the queued request is dropped when its turn comes. */
+  queueTimedOut(timeoutMs: number): void {
+    if (this.#done || this.#controller !== undefined) return;
+    this.#finish(new UpstreamTimeoutError(`no connection to member ${this.#member.address} free within ${timeoutMs} ms`), false);
+  }
+
   /** The client can take more: let the member's body flow again. */
   resume(): void {
     if (this.#controller !== undefined && this.#controller.paused) this.#controller.resume();
@@ -219,6 +237,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   #finish(err: GatewayError | undefined, retryable: boolean): void {
+    clearTimeout(this.#queued);
     this.#done = true;
     this.#member.inFlight--;
     const res = this.#ex.res as ForwardedResponse;
@@ -250,6 +269,10 @@ function headersToRaw(headers: Record<string, string | string[] | undefined>): s
     else if (value !== undefined) raw.push(name, value);
   }
   return raw;
+}
+
+function onQueueTimeout(handler: ForwardHandler, timeoutMs: number): void {
+  handler.queueTimedOut(timeoutMs);
 }
 
 function onClientDrain(this: ForwardedResponse): void {

@@ -6,7 +6,7 @@ import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RetryBudget, Upstream } from '../upstreams/index.js';
 import type { RouteTableRef } from '../vhost/index.js';
-import { limitBody } from './body-limit.js';
+import { watchBody } from './body-limit.js';
 import { AllMembersDownError, MembersBusyError, NoMembersError, NoRouteError, PayloadTooLargeError } from './errors.js';
 import type { HttpsRedirect, MisdirectedRequestError } from './errors.js';
 import type { ForwardExchange, Forwarder } from './forward.js';
@@ -96,9 +96,10 @@ export class Pipeline {
       ex.headers = routed.headers;
       ex.hasBody = hasBody(req);
       if (ex.hasBody) {
-        const maxBody = this.#o.limits.maxBodyBytes;
+        const limits = this.#o.limits;
         // No Content-Length (chunked): count the body as it streams; a known length was checked in route().
-        ex.body = maxBody > 0 && req.headers['content-length'] === undefined ? limitBody(req, maxBody) : req;
+        const maxBytes = req.headers['content-length'] === undefined ? limits.maxBodyBytes : 0;
+        ex.body = watchBody(req, { maxBytes, idleTimeoutMs: limits.idleTimeoutMs });
       }
       ex.attempts = 1;
       this.#o.retryBudget.request();

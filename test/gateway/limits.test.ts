@@ -105,6 +105,62 @@ describe('request body limit', () => {
   });
 });
 
+describe('stalled request bodies', () => {
+  /** Sends a head announcing 1000 body bytes, then one byte, then nothing. */
+  async function stalledUpload(port: number) {
+    const socket = await rawConnect(port);
+    onTestFinished(() => {
+      socket.destroy();
+    });
+    socket.write('POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 1000\r\n\r\nx');
+    return socket;
+  }
+
+  it('answers 408 to a body that sends nothing for the idle timeout, freeing the member connection for others', async () => {
+    const reader = await member((req, res) => {
+      req.resume();
+      req.on('end', () => res.end('ok'));
+    });
+    reader.server.requestTimeout = 0; // a lenient member: the gateway must not rely on it cutting stalled uploads
+    const gw = await startGateway(
+      { 'app.test': { members: [reader.address] } },
+      { limits: { upstreamMaxConnections: 2, idleTimeoutMs: 500, upstreamResponseTimeoutMs: 2_000 } },
+    );
+    const stalled = [await stalledUpload(gw.port), await stalledUpload(gw.port)];
+    const answers = stalled.map((socket) => readUntil(socket, (t) => t.includes('\r\n\r\n'), 3_000).catch((err: Error) => err.message));
+    await waitFor(() => reader.requests.length === 2, 2_000, 'both uploads at the member');
+    const t0 = Date.now();
+    const legit = await httpRequest(gw.port, { host: 'app.test', timeoutMs: 3_000 });
+    expect(legit.status).toBe(200);
+    expect(Date.now() - t0).toBeLessThan(2_000);
+    for (const answer of await Promise.all(answers)) {
+      expect(statusOf(answer)).toBe(408);
+      expect(answer).toMatch(/connection: close/i);
+    }
+    await Promise.all(stalled.map((socket) => (socket.destroyed ? undefined : once(socket, 'close'))));
+    expect(gw.logs.some((l) => l.code === 'GW_REQUEST_TIMEOUT')).toBe(true);
+  });
+
+  it('answers 504 within the response timeout to a request waiting for a member connection held by another', async () => {
+    const reader = await member((req, res) => {
+      req.resume();
+      req.on('end', () => res.end('ok'));
+    });
+    reader.server.requestTimeout = 0;
+    const gw = await startGateway(
+      { 'app.test': { members: [reader.address] } },
+      { limits: { upstreamMaxConnections: 1, idleTimeoutMs: 5_000, upstreamResponseTimeoutMs: 500 } },
+    );
+    await stalledUpload(gw.port);
+    await waitFor(() => reader.requests.length === 1, 2_000, 'the upload at the member');
+    const t0 = Date.now();
+    const queued = await httpRequest(gw.port, { host: 'app.test', timeoutMs: 4_000 });
+    expect(queued.status).toBe(504);
+    expect(Date.now() - t0).toBeLessThan(1_500);
+    expect(queued.body).toMatch(/no connection to member/);
+  });
+});
+
 describe('client connection limits', () => {
   it('refuses connections past the total limit with a 503 and a reason, and accepts again when one closes', async () => {
     const up = await member();
