@@ -21,7 +21,9 @@ export interface CertificateBundle {
   readonly issuer: string;
 }
 
-const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;
+const BEGIN_ARMOUR = '-----BEGIN ';
+const END_ARMOUR = '-----END ';
+const ARMOUR_TAIL = '-----';
 
 /** One PEM block found in a text: its label and its base64 body re-wrapped in canonical armour. */
 export interface PemBlock {
@@ -33,18 +35,71 @@ export interface PemBlock {
 /**
  * Splits a text into PEM blocks by their armour lines, whatever is (or is not) between them: the
  * 20ft SDK joins files with nothing in between (`-----END CERTIFICATE----------BEGIN PRIVATE KEY-----`).
+ * A block runs from `-----BEGIN L-----` to the first `-----END L-----` after it; a BEGIN without its
+ * END is skipped. Linear in the text: the armour lines are found with indexOf, never by a
+ * backtracking regex, because the text comes from a control message (a publish's `ssl`).
  */
 export function splitPem(text: string): PemBlock[] {
+  const ends = byLabel(armourLines(text, END_ARMOUR));
+  const consumed = new Map<string, number>(); // per label: how many of its END lines lie behind the cursor
   const blocks: PemBlock[] = [];
-  for (const match of text.matchAll(PEM_BLOCK)) {
-    const label = match[1]!;
-    const body = match[2]!;
-    const headers = /^[ \t]*[A-Za-z-]+:/m.test(body);
-    const base64 = body.replace(/^[ \t]*[A-Za-z-]+:.*$/gm, '').replace(/\s+/g, '');
-    const lines = base64.match(/.{1,64}/g) ?? [];
-    blocks.push({ label, headers, pem: `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n` });
+  let cursor = 0;
+  for (const begin of armourLines(text, BEGIN_ARMOUR)) {
+    if (begin.start < cursor) continue; // inside the previous block
+    const candidates = ends.get(begin.label);
+    if (!candidates) continue;
+    let next = consumed.get(begin.label) ?? 0;
+    while (next < candidates.length && candidates[next]!.start < begin.end) next += 1;
+    consumed.set(begin.label, next);
+    const end = candidates[next];
+    if (!end) continue;
+    blocks.push(pemBlock(begin.label, text.slice(begin.end, end.start)));
+    cursor = end.end;
   }
   return blocks;
+}
+
+interface ArmourLine {
+  readonly label: string;
+  /** Index of the armour's first dash. */
+  readonly start: number;
+  /** Index just after the armour's closing dashes. */
+  readonly end: number;
+}
+
+/** Every `<prefix>LABEL-----` in the text, in order, with a label of `[A-Z0-9 ]+`. */
+function armourLines(text: string, prefix: string): ArmourLine[] {
+  const found: ArmourLine[] = [];
+  for (let start = text.indexOf(prefix); start !== -1; start = text.indexOf(prefix, start + 1)) {
+    const labelStart = start + prefix.length;
+    let labelEnd = labelStart;
+    while (labelEnd < text.length && isLabelChar(text.charCodeAt(labelEnd))) labelEnd += 1;
+    if (labelEnd === labelStart || !text.startsWith(ARMOUR_TAIL, labelEnd)) continue;
+    found.push({ label: text.slice(labelStart, labelEnd), start, end: labelEnd + ARMOUR_TAIL.length });
+  }
+  return found;
+}
+
+function byLabel(lines: readonly ArmourLine[]): Map<string, ArmourLine[]> {
+  const grouped = new Map<string, ArmourLine[]>();
+  for (const line of lines) {
+    const group = grouped.get(line.label);
+    if (group) group.push(line);
+    else grouped.set(line.label, [line]);
+  }
+  return grouped;
+}
+
+function isLabelChar(code: number): boolean {
+  return (code >= 0x41 && code <= 0x5a) || (code >= 0x30 && code <= 0x39) || code === 0x20; // A-Z, 0-9, space
+}
+
+/** Re-wraps a block's base64 body in canonical armour, dropping RFC 1421 headers (`Proc-Type: ...`). */
+function pemBlock(label: string, body: string): PemBlock {
+  const headers = /^[ \t]*[A-Za-z-]+:/m.test(body);
+  const base64 = body.replace(/^[ \t]*[A-Za-z-]+:.*$/gm, '').replace(/\s+/g, '');
+  const lines = base64.match(/.{1,64}/g) ?? [];
+  return { label, headers, pem: `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n` };
 }
 
 /**

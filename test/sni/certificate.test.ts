@@ -101,3 +101,55 @@ describe('nameCovers', () => {
     expect(nameCovers(certName, hostname)).toBe(covers);
   });
 });
+
+describe('splitPem', () => {
+  const ca = makeCa();
+  const leaf = makeCertificate({ names: ['www.example.com'], issuer: ca });
+
+  /** The splitting the first version did with one backtracking regex, kept as the oracle for small texts. */
+  function splitPemByRegex(text: string): { label: string; pem: string; headers: boolean }[] {
+    return [...text.matchAll(/-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g)].map((match) => {
+      const body = match[2]!;
+      const base64 = body.replace(/^[ \t]*[A-Za-z-]+:.*$/gm, '').replace(/\s+/g, '');
+      const lines = base64.match(/.{1,64}/g) ?? [];
+      return { label: match[1]!, headers: /^[ \t]*[A-Za-z-]+:/m.test(body), pem: `-----BEGIN ${match[1]}-----\n${lines.join('\n')}\n-----END ${match[1]}-----\n` };
+    });
+  }
+
+  it.each([
+    ['leaf, key, intermediate', () => leaf.certPem + leaf.keyPem + ca.certPem],
+    ['joined by the 20ft SDK', () => (leaf.certPem + leaf.keyPem + ca.certPem).replace(/\n-----END ([A-Z ]+)-----\n/g, '\n-----END $1-----')],
+    ['CRLF line ends', () => (leaf.certPem + ca.certPem).replace(/\n/g, '\r\n')],
+    ['text around and between blocks', () => `subject=www\n${leaf.certPem}issuer=ca\n${ca.certPem}trailer`],
+    ['a legacy encrypted key with headers', () => forge.pki.encryptRsaPrivateKey(leaf.key, 'secret', { legacy: true, algorithm: 'aes128' })],
+    ['an END for another label inside a block', () => '-----BEGIN A-----\nQUJD\n-----END B-----\nREVG\n-----END A-----\n'],
+    ['a BEGIN without END before a whole block', () => '-----BEGIN A-----\nQUJD\n-----BEGIN B-----\nREVG\n-----END B-----\n'],
+    ['a BEGIN inside a block of the same label', () => '-----BEGIN A-----\nQUJD\n-----BEGIN A-----\nREVG\n-----END A-----\n-----END A-----\n'],
+    ['armour glued to the previous armour', () => '-----BEGIN A-----END A----------BEGIN A----------END A-----'],
+    ['an empty block and a label with spaces', () => '-----BEGIN A-----\n-----END A-----\n-----BEGIN X509 CRL-----\nQUJD\n-----END X509 CRL-----'],
+    ['no block at all', () => 'garbage -----BEGIN -----END -----'],
+  ])('splits as before: %s', (_name, text) => {
+    const pem = text();
+    expect(splitPem(pem)).toEqual(splitPemByRegex(pem));
+  });
+
+  it('splits a valid bundle into canonical blocks, leaf first', () => {
+    const blocks = splitPem((leaf.certPem + leaf.keyPem + ca.certPem).replace(/\n-----END ([A-Z ]+)-----\n/g, '\n-----END $1-----'));
+    expect(blocks.map((block) => block.label)).toEqual(['CERTIFICATE', leaf.keyPem.match(/BEGIN ([A-Z ]+)-----/)![1], 'CERTIFICATE']);
+    expect(blocks.every((block) => block.pem.split('\n').every((line) => line.length <= 64) && !block.headers)).toBe(true);
+    expect([blocks[0]!, blocks[2]!].map((block) => forge.pki.certificateFromPem(block.pem).subject.getField('CN').value)).toEqual(['www.example.com', 'tfgate test CA']);
+  });
+
+  it.each([
+    ['BEGIN lines without END', () => '-----BEGIN A-----'.repeat(40_000)],
+    ['BEGIN lines of distinct labels without END', () => Array.from({ length: 40_000 }, (_, i) => `-----BEGIN A${i}-----`).join('')],
+    ['BEGIN lines between END lines of other labels', () => Array.from({ length: 20_000 }, (_, i) => `-----BEGIN A${i}----------END B${i}-----`).join('')],
+    ['one block with a long body of header-like lines', () => `-----BEGIN A-----\n${'a'.repeat(300_000)}\n${' \tProc-Type\n'.repeat(30_000)}-----END A-----`],
+  ])('splits a hostile text in linear time: %s', (_name, text) => {
+    const hostile = text();
+    expect(hostile.length).toBeGreaterThan(600_000);
+    const started = performance.now();
+    splitPem(hostile);
+    expect(performance.now() - started).toBeLessThan(500); // a behaviour guard, not a benchmark: the regex took seconds
+  });
+});
