@@ -34,6 +34,8 @@ export interface CommandsOptions {
 
 /** Most members one cluster may have. */
 const MAX_MEMBERS = 1000;
+/** Longest `ssl` text accepted: a chain and its key take a few KB; the bound keeps parsing cheap. */
+const MAX_SSL_CHARS = 64 * 1024;
 
 interface Change {
   readonly id: string;
@@ -206,6 +208,9 @@ export class Commands {
     const subdomain = text(params, 'subdomain');
     const rewriteText = optionalText(params, 'rewrite');
     const ssl = optionalText(params, 'ssl');
+    if (ssl !== null && ssl.length > MAX_SSL_CHARS) {
+      throw new BadParamsError(`"ssl" is ${ssl.length} characters; a certificate chain and its key fit in ${MAX_SSL_CHARS} (64 KiB)`);
+    }
     const containers = params.get('containers');
     if (!Array.isArray(containers)) throw new BadParamsError('"containers" must be an array');
 

@@ -76,6 +76,16 @@ describe('publish_web with a session certificate', () => {
     expect(served('shop.test')?.bundle.names).toEqual(['shop.test']);
   });
 
+  it('refuses an ssl text over 64 KiB before parsing it, saying what fits', async () => {
+    const { gw, served } = await startWithHttps();
+    const client = await gw.session();
+    const padded = leaf.certPem + leaf.keyPem + ca.certPem + '\n'.repeat(64 * 1024);
+    expect((await client.request('publish_web', publish('shop.', padded))).params.exception).toMatch(/^"ssl" is \d+ characters; a certificate chain and its key fit in 65536 \(64 KiB\)/);
+    expect(gw.membersOf('shop.test')).toBeUndefined();
+    expect((await client.request('publish_web', publish('shop.', padded.slice(0, 64 * 1024)))).params).toEqual({});
+    expect(served('shop.test')?.source).toBe('session');
+  });
+
   it('publishes a wildcard fqdn only with a certificate for exactly that wildcard', async () => {
     const { gw, served } = await startWithHttps();
     // Wildcards only under a claimed domain, never under a global one.
