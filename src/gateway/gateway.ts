@@ -242,6 +242,11 @@ export class Gateway {
       return;
     }
     const current = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (err.code === 'HPE_CLOSED_CONNECTION' && current != null && !current.writableFinished) {
+      // Bytes after a request that asked to close: not processed (RFC 9112 §9.6), and the answer
+      // still owed goes out whole before node:http closes the connection.
+      return;
+    }
     if (current?.headersSent) {
       socket.destroy();
       return;

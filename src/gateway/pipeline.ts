@@ -11,7 +11,7 @@ import { AllMembersDownError, MembersBusyError, NoMembersError, NoRouteError, Pa
 import type { HttpsRedirect, MisdirectedRequestError } from './errors.js';
 import type { ForwardExchange, Forwarder } from './forward.js';
 import type { TrafficMetrics } from './metrics.js';
-import { asGatewayError, logFailure, sendError } from './respond.js';
+import { asGatewayError, closeAfter, closingConnection, logFailure, sendError } from './respond.js';
 import type { Route } from './route.js';
 import { checkHead, clientAddress, hasBody, resolveTarget, upstreamHeaders } from './steps.js';
 import type { RequestTarget } from './steps.js';
@@ -82,7 +82,14 @@ export class Pipeline {
     if (res.socket === null) closeWithConnection(req, res);
     req.on('error', ignore); // a client reset surfaces through 'close'; an unheard 'error' would crash
     this.#o.tracker.started();
-    if (this.#closing) res.shouldKeepAlive = false;
+    if (closingConnection(req)) {
+      // Read after a response that closes the connection: its answer could never be sent (RFC 9112 §9.6).
+      // The connection's close closes this response too (closeWithConnection), which counts it out.
+      this.#o.log.debug({ method: req.method, url: req.url, client: ex.client }, 'request after the connection was closing dropped');
+      return;
+    }
+    // The client asked to close (or spoke HTTP/1.0 without keep-alive), or the gateway is shutting down.
+    if (this.#closing || !res.shouldKeepAlive) closeAfter(res);
     try {
       if (this.#o.acmeChallenge !== undefined && answerAcmeChallenge(req, res, this.#o.acmeChallenge)) return;
       const routed = this.route(req, ex.client);

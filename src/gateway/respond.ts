@@ -1,5 +1,5 @@
 import { STATUS_CODES } from 'node:http';
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -37,7 +37,7 @@ export function sendError(res: ServerResponse, err: GatewayError): void {
   }
   const body = `${err.statusCode} ${STATUS_CODES[err.statusCode] ?? 'Error'}: ${err.message}\n`;
   const close = closesConnection(err.statusCode);
-  if (close) res.shouldKeepAlive = false;
+  if (close) closeAfter(res);
   res.writeHead(err.statusCode, [
     'Content-Type', 'text/plain; charset=utf-8',
     'Content-Length', String(Buffer.byteLength(body)),
@@ -46,6 +46,23 @@ export function sendError(res: ServerResponse, err: GatewayError): void {
     ...(close ? ['Connection', 'close'] : []),
   ]);
   res.end(body);
+}
+
+const kClosing = Symbol('tfgate.closing');
+type ClosingSocket = Duplex & { [kClosing]?: true };
+
+/**
+ * Makes `res` the last response on its connection: it says `Connection: close`, and requests the
+ * client pipelined after it are not processed (RFC 9112 §9.6) — see {@link closingConnection}.
+ */
+export function closeAfter(res: ServerResponse): void {
+  res.shouldKeepAlive = false;
+  (res.req.socket as ClosingSocket)[kClosing] = true;
+}
+
+/** True once an earlier response on `req`'s connection closes it: `req` must be dropped, not forwarded. */
+export function closingConnection(req: IncomingMessage): boolean {
+  return (req.socket as ClosingSocket)[kClosing] === true;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { httpRequest, rawConnect, rawRequest, readUntil, statusOf } from '../helpers/http.js';
-import { startRawUpstream } from '../helpers/upstream.js';
-import { startGateway } from './harness.js';
+import { startRawUpstream, startUpstream } from '../helpers/upstream.js';
+import { startGateway, waitFor } from './harness.js';
 
 /** A member that records every byte it receives and answers 200 to whatever arrives. */
 async function recordingMember() {
@@ -76,6 +76,38 @@ describe('gateway request framing (RFC 9112 §6) and limits', () => {
     clearInterval(trickle);
     expect(statusOf(raw)).toBe(408);
     expect(Date.now() - t0).toBeLessThan(1_200);
+  });
+
+  it('forwards no pipelined request read after a response that closes the connection (RFC 9112 §9.6)', async () => {
+    const seen: string[] = [];
+    const member = await startUpstream((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      req.resume();
+      setTimeout(() => res.end('ok'), req.url === '/slow' ? 300 : 0);
+    });
+    onTestFinished(() => member.close());
+    const gw = await startGateway({ 'app.test': { members: [member.address] } });
+    // The 400 (two Host lines) waits behind the slow answer, so the DELETE is read before the connection closes.
+    const refused = await rawRequest(
+      gw.port,
+      'GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\n' +
+        'GET /bad HTTP/1.1\r\nHost: app.test\r\nHost: app.test\r\n\r\n' +
+        'DELETE /after-error HTTP/1.1\r\nHost: app.test\r\n\r\n',
+      3_000,
+    );
+    expect([...refused.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1])).toEqual(['200', '400']);
+    await waitFor(() => gw.gateway.inFlight === 0, 2_000, 'every request counted out');
+    expect(seen).toEqual(['GET /slow']);
+    // The client itself asking to close counts the same, and its answer still goes out whole.
+    const closed = await rawRequest(
+      gw.port,
+      'GET /slow HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n' + 'DELETE /after-close HTTP/1.1\r\nHost: app.test\r\n\r\n',
+      3_000,
+    );
+    expect(statusOf(closed)).toBe(200);
+    expect(closed.endsWith('ok')).toBe(true);
+    await waitFor(() => gw.gateway.inFlight === 0, 2_000, 'every request counted out');
+    expect(seen).toEqual(['GET /slow', 'GET /slow']);
   });
 
   it('survives garbage and resets from clients', async () => {
