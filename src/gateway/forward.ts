@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import type { Upstream } from '../upstreams/index.js';
 import { BadGatewayError, UpstreamTimeoutError } from './errors.js';
 import { CONNECT_ERROR_CODES, codeOf, isConnectFailure, toGatewayError } from './member-errors.js';
+import { closeAfter } from './respond.js';
 import { filterResponseHeaders } from './steps.js';
 
 /**
@@ -180,6 +181,9 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#member.recordSuccess();
     const res = this.#ex.res;
     const raw = Array.isArray(controller.rawHeaders) ? controller.rawHeaders : headersToRaw(headers);
+    // The member answers before the client has sent all of its body (a 401 or 413 to an upload): the
+    // rest of that body will not be read, so the connection cannot carry another request (RFC 9112 §9.6).
+    if (this.#ex.hasBody && !this.#ex.req.complete) closeAfter(res);
     try {
       res.writeHead(statusCode, statusMessage || undefined, filterResponseHeaders(raw));
     } catch (err) {
@@ -196,6 +200,13 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    const req = this.#ex.req;
+    if (this.#ex.hasBody && !req.complete) {
+      // Discard what the client still sends while the answer goes out, so that closing the connection
+      // after it is less likely to become a reset that destroys the answer in the client's buffers.
+      req.unpipe();
+      req.resume();
+    }
     this.#ex.res.end();
     this.#finish(undefined, false);
   }

@@ -85,6 +85,29 @@ describe('gateway streaming', () => {
     await waitFor(() => gw.gateway.inFlight === 0, 3_000, 'gateway inFlight to drop');
     expect(gw.logs.find((l) => l.msg === 'request')).toMatchObject({ status: 499, aborted: true });
   });
+
+  it('does not leave a keep-alive connection stuck when the member answers before the upload is complete', async () => {
+    const member = await upstream((req, res) => {
+      if (req.method === 'POST') res.writeHead(401, { 'content-length': '5' }).end('nope\n');
+      else res.end(`hello ${req.url}`);
+    });
+    const gw = await startGateway({ 'app.test': { members: [member.address] } });
+    const socket = connect(gw.port, '127.0.0.1');
+    socket.on('error', () => {});
+    onTestFinished(() => {
+      socket.destroy();
+    });
+    let text = '';
+    socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+    socket.write(`POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 200000\r\n\r\n${'a'.repeat(100_000)}`);
+    await waitFor(() => text.includes('nope'), 3_000, 'the early answer');
+    socket.write(`${'a'.repeat(100_000)}GET /next HTTP/1.1\r\nHost: app.test\r\n\r\n`);
+    // Either the rest of the body is read and /next answered, or the early answer said close and the connection closes.
+    await waitFor(() => text.includes('hello /next') || socket.destroyed || socket.readableEnded, 3_000, 'the connection to move on');
+    expect(text.startsWith('HTTP/1.1 401')).toBe(true);
+    if (!text.includes('hello /next')) expect(text.split('\r\n\r\n')[0]).toMatch(/connection: close/i);
+    await waitFor(() => gw.gateway.inFlight === 0, 3_000, 'gateway inFlight to drop');
+  });
 });
 
 describe('gateway close', () => {
