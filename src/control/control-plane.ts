@@ -34,6 +34,8 @@ export interface ControlPlaneOptions {
   maxSessionsPerAccount?: number;
   /** Clusters one session may publish; 1000 when absent. */
   maxClustersPerSession?: number;
+  /** Domains one account may have prepared and not yet claimed; 100 when absent. */
+  maxPendingDomainsPerAccount?: number;
   /** The routing state's one writer. */
   routing: RoutingStateBuilder;
   /** Installs a routing state in every data plane; resolves once live (a publish is answered only after it resolves). */
@@ -105,6 +107,7 @@ export class ControlPlane {
       lookupTxt: createTxtLookup(options.dnsServer ?? null),
       now: this.#now,
       randomBytes,
+      ...(options.maxPendingDomainsPerAccount !== undefined ? { maxPendingPerAccount: options.maxPendingDomainsPerAccount } : {}),
     });
     this.#commands = new Commands({
       routing: options.routing,
@@ -217,7 +220,9 @@ export class ControlPlane {
         return;
       }
       const session = this.#sessions.byPeer(peer);
+      const resuming = session ? undefined : this.#sessions.pendingFor(peer);
       if (session) this.#onSessionFrame(session, peer, frame);
+      else if (resuming) this.#onResumingFrame(resuming, peer, frame);
       else this.#onStrangerFrame(peer, frame);
     } catch (err) {
       // Nothing a peer sends may take the loop down.
@@ -230,6 +235,26 @@ export class ControlPlane {
     if (frame.length > this.#options.maxFrameBytes) return;
     const auth = readAuth(frame);
     if (auth) this.#onAuth(peer, auth);
+  }
+
+  /**
+   * A frame from a connection resuming a session that is live elsewhere: sealed with the key its
+   * handshake gave, it proves the account's secret key and takes the session over; anything else is
+   * dropped like a stranger's (a new `auth` is handled as one).
+   */
+  #onResumingFrame(session: Session, peer: Buffer, frame: Buffer): void {
+    const pending = session.pending;
+    if (!pending || frame.length > this.#options.maxFrameBytes) return;
+    const sealed = readSealed(frame);
+    if (!sealed.ok) {
+      const auth = readAuth(frame);
+      if (auth) this.#onAuth(peer, auth);
+      return;
+    }
+    if (!openSealed(sealed.message, pending.sessionKey).ok) return;
+    this.#sessions.settlePending(session, true, this.#now());
+    this.#log.info({ rid: session.ridHex, account: session.accountName }, 'session resumed');
+    this.#onSessionFrame(session, peer, frame);
   }
 
   #onAuth(peer: Buffer, auth: NonNullable<ReturnType<typeof readAuth>>): void {
@@ -256,10 +281,23 @@ export class ControlPlane {
       return;
     }
     const session = outcome.session;
-    if (previous && previous !== session) this.#startGrace(previous);
+    if (previous && previous !== session) {
+      this.#sessions.detach(previous, now);
+      this.#startGrace(previous);
+    }
+    if (outcome.displaced) {
+      const displaced = outcome.displaced;
+      void this.#send(displaced, 'log', EMPTY, { error: true, log: 'this session was closed: newer sessions of this account were opened and it had sent nothing yet; reconnect' });
+      this.#sessions.detach(displaced, now);
+      this.#end(displaced, 'displaced before its first message');
+    }
+    void this.#transport!.send(peer, outcome.reply);
+    if (outcome.pending) {
+      this.#log.info({ rid: session.ridHex, account: session.accountName }, 'session resumption waits for its first message');
+      return;
+    }
     clearTimeout(session.graceTimer);
     session.graceTimer = undefined;
-    void this.#transport!.send(peer, outcome.reply);
     this.#log.info({ rid: session.ridHex, account: session.accountName, resumed: outcome.resumed }, outcome.resumed ? 'session resumed' : 'session opened');
     if (!outcome.resumed) void this.#send(session, 'resource_offer', EMPTY, this.#commands!.offer(session));
   }
@@ -270,7 +308,10 @@ export class ControlPlane {
       const sealed = readSealed(frame);
       const uuid = sealed.ok ? sealed.message.uuid : sealed.problem.uuid;
       this.#log.debug({ rid: session.ridHex }, 'control message over the rate limit dropped');
-      if (uuid && uuid.length > 0) void this.#reply(session, uuid, { exception: `rate limit exceeded (${this.#options.messagesPerSecond} messages a second); message dropped` });
+      const reason = `rate limit exceeded (${this.#options.messagesPerSecond} messages a second); message dropped`;
+      // Without a uuid the client expects no reply: a `log` tells it instead (protocol.md).
+      if (uuid && uuid.length > 0) void this.#reply(session, uuid, { exception: reason });
+      else void this.#send(session, 'log', EMPTY, { error: true, log: reason });
       return;
     }
     if (frame.length > this.#options.maxFrameBytes) {
@@ -291,6 +332,7 @@ export class ControlPlane {
       this.#problem(session, opened.problem);
       return;
     }
+    session.proven = true;
     if (!session.firstUse(sealed.message.nonce)) {
       this.#log.warn({ rid: session.ridHex }, 'replayed control message ignored');
       return;
@@ -341,7 +383,18 @@ export class ControlPlane {
 
   /** The connection `peer` of `session` is gone. */
   #lost(session: Session, peer: Buffer): void {
-    if (session.peer !== peer || session.ended) return;
+    if (session.ended) return;
+    if (session.pending?.peer.equals(peer)) {
+      this.#sessions.settlePending(session, false, this.#now());
+      return;
+    }
+    if (session.peer !== peer) return;
+    if (session.pending) {
+      // The live connection is gone: the resuming one takes over, as it would have on a quiet session.
+      this.#sessions.settlePending(session, true, this.#now());
+      this.#log.info({ rid: session.ridHex, account: session.accountName }, 'session resumed');
+      return;
+    }
     this.#sessions.detach(session, this.#now());
     this.#startGrace(session);
   }

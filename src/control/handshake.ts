@@ -19,7 +19,16 @@ export const RID_BYTES = 16;
 
 /** What the server does with an `auth`. */
 export type HandshakeOutcome =
-  | { readonly ok: true; readonly session: Session; readonly resumed: boolean; readonly reply: Buffer }
+  | {
+      readonly ok: true;
+      readonly session: Session;
+      readonly resumed: boolean;
+      /** The resumption waits for a sealed frame before it replaces the session's live connection. */
+      readonly pending: boolean;
+      /** An unproven session of the account that made room for this one: the caller ends it. */
+      readonly displaced: Session | undefined;
+      readonly reply: Buffer;
+    }
   | { readonly ok: false; readonly reason: string; readonly reply: Buffer };
 
 /** What the server-side handshake needs. */
@@ -48,20 +57,33 @@ export function acceptAuth(
   const account = context.store.findAccount(publicKey);
   if (!account) return { ok: false, reason: 'unknown public key', reply: encodeHandshakeRefusal() };
 
+  // An `auth` proves nothing yet: the public key is no secret, and a rid shows in logs. Only a frame
+  // sealed with the key this reply carries proves the client holds the account's secret key, so
+  // until then a connection may neither displace a live one nor count against the account's limit.
   const sessionKey = randomBytes(KEY_BYTES);
   const held = context.sessions.byRid(auth.rid);
   let session: Session;
-  let resumed: boolean;
+  let pending = false;
+  let displaced: Session | undefined;
   if (held && !held.ended && held.publicKey === publicKey) {
     session = held;
-    session.rekey(sessionKey);
     session.accountName = account.name;
-    resumed = true;
+    if (held.peer === null) {
+      // Nothing live to protect: the reconnect takes the session over now, as a client expects.
+      session.rekey(sessionKey);
+      context.sessions.attach(session, peer, context.now);
+    } else {
+      context.sessions.attachPending(session, peer, sessionKey);
+      pending = true;
+    }
   } else {
-    const count = context.sessions.countOf(publicKey);
+    const unproven = context.sessions.unprovenOf(publicKey);
+    const count = context.sessions.countOf(publicKey) - unproven.length;
     if (count >= context.maxSessionsPerAccount) {
       return { ok: false, reason: `the account holds ${count} sessions, the limit (--max-sessions-per-account ${context.maxSessionsPerAccount})`, reply: encodeHandshakeRefusal() };
     }
+    // Unproven sessions hold nothing (publishing needs a sealed frame): past the limit, the oldest goes.
+    if (count + unproven.length >= context.maxSessionsPerAccount) displaced = unproven[0];
     // A rid held by another key, or no longer held, never opens that session: a new one it is.
     session = new Session(randomBytes(RID_BYTES), {
       publicKey,
@@ -71,12 +93,11 @@ export function acceptAuth(
       messagesPerSecond: context.messagesPerSecond,
     });
     context.sessions.add(session);
-    resumed = false;
+    context.sessions.attach(session, peer, context.now);
   }
-  context.sessions.attach(session, peer, context.now);
   const nonce = randomBytes(NONCE_BYTES);
   const boxed = box(sessionKey, nonce, auth.user, context.gatewayKeys.secretKey);
-  return { ok: true, session, resumed, reply: encodeHandshakeReply(nonce, boxed, session.rid) };
+  return { ok: true, session, resumed: held === session, pending, displaced, reply: encodeHandshakeReply(nonce, boxed, session.rid) };
 }
 
 /**

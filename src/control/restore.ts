@@ -50,6 +50,7 @@ export function restoreSessions(context: RestoreContext): Session[] {
       messagesPerSecond: context.messagesPerSecond,
     });
     session.disconnectedAt = now;
+    session.proven = true; // it published before the restart
     commands.restore(session, stored.map(toPublished));
     if (session.clusters.size === 0) continue;
     log.info({ rid, account: account.name, fqdns: [...session.clusters.values()].map((c) => c.fqdn) }, 'session restored');

@@ -43,6 +43,16 @@ export class Session {
   sessionKey: Uint8Array;
   /** The connection's ZeroMQ routing id, or null while disconnected. */
   peer: Buffer | null = null;
+  /**
+   * Whether a frame sealed with this session's key has arrived: only then is it known that the client
+   * holds the account's secret key (an `auth` names a public key, which is no secret).
+   */
+  proven = false;
+  /**
+   * A resumption of this live session by another connection, waiting for its proof: it takes over
+   * once a frame sealed with its key arrives, or once the live connection is lost.
+   */
+  pending: { readonly sessionKey: Uint8Array; readonly peer: Buffer } | undefined;
   disconnectedAt: number | null = null;
   graceTimer: ReturnType<typeof setTimeout> | undefined;
   /** Published clusters by id. */
@@ -146,6 +156,7 @@ export class TokenBucket {
 export class SessionTable {
   readonly #byRid = new Map<string, Session>();
   readonly #byPeer = new Map<string, Session>();
+  readonly #pendingByPeer = new Map<string, Session>();
 
   /** The session holding this rid, if still held. */
   byRid(rid: Uint8Array): Session | undefined {
@@ -181,6 +192,7 @@ export class SessionTable {
 
   /** Removes a session for good. */
   delete(session: Session): void {
+    this.settlePending(session, false, 0);
     if (session.peer && this.#byPeer.get(session.peer.toString('hex')) === session) this.#byPeer.delete(session.peer.toString('hex'));
     this.#byRid.delete(session.ridHex);
   }
@@ -190,6 +202,34 @@ export class SessionTable {
     let count = 0;
     for (const session of this.#byRid.values()) if (session.publicKey === publicKey) count++;
     return count;
+  }
+
+  /** The account's sessions whose client has not yet sent a sealed frame, oldest first. */
+  unprovenOf(publicKey: string): Session[] {
+    return [...this.#byRid.values()].filter((s) => s.publicKey === publicKey && !s.proven).sort((a, b) => a.since - b.since);
+  }
+
+  /** Routes `peer`'s frames to `session` as a resumption waiting for its proof (see {@link Session.pending}). */
+  attachPending(session: Session, peer: Buffer, sessionKey: Uint8Array): void {
+    if (session.pending) this.#pendingByPeer.delete(session.pending.peer.toString('hex'));
+    session.pending = { sessionKey, peer };
+    this.#pendingByPeer.set(peer.toString('hex'), session);
+  }
+
+  /** The session `peer` is resuming, if its proof is still awaited. */
+  pendingFor(peer: Buffer): Session | undefined {
+    return this.#pendingByPeer.get(peer.toString('hex'));
+  }
+
+  /** Forgets `session`'s pending resumption; with `takeOver`, its connection and key replace the live ones. */
+  settlePending(session: Session, takeOver: boolean, now: number): void {
+    const pending = session.pending;
+    if (!pending) return;
+    session.pending = undefined;
+    this.#pendingByPeer.delete(pending.peer.toString('hex'));
+    if (!takeOver) return;
+    session.rekey(pending.sessionKey);
+    this.attach(session, pending.peer, now);
   }
 
   /** Every session, connected or in its grace window. */

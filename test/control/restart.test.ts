@@ -142,7 +142,9 @@ describe('max control sessions per account', () => {
     const gw = await startTestControlPlane({ maxSessionsPerAccount: 2, sessionGraceMs: 60_000 });
     const keys = gw.addAccount('limited');
     const a = await gw.session(keys);
-    await gw.session(keys);
+    const b = await gw.session(keys);
+    // Sessions count once their client has sent a sealed frame (proof of the secret key).
+    for (const session of [a, b]) await session.request('list_domains', {});
     const third = gw.client(keys);
     const answer = await third.auth();
     const { uncbor } = await import('../helpers/control-client.js');

@@ -111,4 +111,49 @@ describe('dead connections', () => {
     expect(gw.membersOf('silent.test')).toEqual(['10.0.0.1:80']);
     await eventually(() => gw.membersOf('silent.test') === undefined, 5000, 'the routes to go');
   });
+
+  it('an auth with an account\'s public key alone cannot lock the account out: unproven sessions do not count', async () => {
+    const gw = await startTestControlPlane({ maxSessionsPerAccount: 2 });
+    const keys = gw.addAccount('victim');
+    // Someone who knows the public key (no secret) authenticates again and again, never proving it.
+    for (let i = 0; i < 6; i++) expect(uncbor(await gw.client(keys).auth()) as unknown[]).toHaveLength(3);
+    expect(gw.control.sessions().filter((s) => s.account === 'victim').length).toBeLessThanOrEqual(2);
+    const owner = await gw.session(keys);
+    expect((await owner.request('publish_web', publish('mine.', ['10.0.0.1:80']))).params).toEqual({});
+    expect(gw.membersOf('mine.test')).toEqual(['10.0.0.1:80']);
+    // Proven sessions do count: with two of them, a third is refused.
+    const second = await gw.session(keys);
+    await second.request('list_domains', {});
+    expect(uncbor(await gw.client(keys).auth()) as unknown[]).toHaveLength(5);
+  });
+
+  it('a resume by a connection that cannot open the session key does not take over a live session', async () => {
+    const gw = await startTestControlPlane({ sessionGraceMs: 60_000 });
+    const keys = gw.addAccount('owner');
+    const owner = await gw.session(keys);
+    expect((await owner.request('publish_web', publish('live.', ['10.0.0.1:80']))).params).toEqual({});
+    // The public key and rid are all the intruder has (rids show in logs); it sends auth, then garbage.
+    const intruder = gw.client(keys);
+    expect(uncbor(await intruder.auth(owner.rid)) as unknown[]).toHaveLength(3);
+    intruder.sessionKey = new Uint8Array(32).fill(7);
+    await intruder.sendRaw(intruder.seal('unpublish_web', Buffer.from('x'), { cluster: Buffer.from('none') }));
+    // The owner's session is untouched: same key, same connection, routes in place.
+    expect((await owner.request('list_domains', {})).params).toEqual({ domains: ['test'] });
+    expect(gw.membersOf('live.test')).toEqual(['10.0.0.1:80']);
+    // The key holder itself resuming from a new connection takes over with its first message.
+    const again = gw.client(keys);
+    await again.handshake(owner.rid, false);
+    expect((await again.request('list_domains', {})).params).toEqual({ domains: ['test'] });
+    expect(gw.control.sessions().filter((s) => s.account === 'owner')).toHaveLength(1);
+    expect(gw.membersOf('live.test')).toEqual(['10.0.0.1:80']);
+  });
+
+  it('tells a session with a log message when a command without a uuid is over the rate limit', async () => {
+    const gw = await startTestControlPlane({ messagesPerSecond: 3 });
+    const a = await gw.session();
+    for (let i = 0; i < 6; i++) await a.tell('heartbeat', {});
+    const log = await a.receive();
+    expect(log.command).toBe('log');
+    expect(log.params).toMatchObject({ error: true, log: expect.stringMatching(/rate limit exceeded/) });
+  });
 });
