@@ -56,6 +56,8 @@ export interface Limits {
   readonly maxSessionsPerAccount: number;
   /** Clusters one control session may publish. */
   readonly maxClustersPerSession: number;
+  /** Domains one account may have prepared and not yet claimed (unexpired tokens). */
+  readonly maxPendingDomainsPerAccount: number;
   /** Open client connections across the HTTP and HTTPS listeners; new ones past it are refused. */
   readonly maxConnections: number;
   /** Open client connections from one address. */
@@ -131,6 +133,7 @@ export const SERVE_FLAGS = {
   'control-max-frame': { kind: 'int', default: '1048576', min: 1024, help: 'largest control frame accepted, in bytes' },
   'control-rate': { kind: 'int', default: '200', min: 1, help: 'control messages per second per session' },
   'max-clusters-per-session': { kind: 'int', default: '1000', min: 1, help: 'clusters one control session may publish' },
+  'max-pending-domains-per-account': { kind: 'int', default: '100', min: 1, help: 'domains one account may have prepared and not yet claimed (unexpired tokens)' },
   'max-sessions-per-account': { kind: 'int', default: '64', min: 1, help: 'control sessions one account may hold at once (connected or in their grace window)' },
   'max-connections': { kind: 'int', default: '16384', min: 1, help: 'open client connections across the HTTP and HTTPS listeners' },
   'max-connections-per-client': { kind: 'int', default: '1024', min: 1, help: 'open client connections from one address' },
@@ -219,6 +222,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       controlMessagesPerSecond: get('control-rate') as number,
       maxSessionsPerAccount: get('max-sessions-per-account') as number,
       maxClustersPerSession: get('max-clusters-per-session') as number,
+      maxPendingDomainsPerAccount: get('max-pending-domains-per-account') as number,
       maxConnections: get('max-connections') as number,
       maxConnectionsPerClient: get('max-connections-per-client') as number,
       maxBodyBytes: get('max-body-bytes') as number,

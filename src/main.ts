@@ -103,6 +103,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     messagesPerSecond: config.limits.controlMessagesPerSecond,
     maxSessionsPerAccount: config.limits.maxSessionsPerAccount,
     maxClustersPerSession: config.limits.maxClustersPerSession,
+    maxPendingDomainsPerAccount: config.limits.maxPendingDomainsPerAccount,
     routing,
     applyRouting: applyState,
     log: log.child({ component: 'control' }),

@@ -11,6 +11,8 @@ export const TOKEN_LENGTH = 32;
 const TOKEN_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 /** The label under a domain where its token is published. */
 export const TOKEN_LABEL = 'tf-token';
+/** Domains one account may have prepared and not yet claimed unless told otherwise (each token is stored until a day after it expires). */
+export const DEFAULT_MAX_PENDING_DOMAINS_PER_ACCOUNT = 100;
 
 /** The part of the store domain claims use. */
 export type DomainStore = Pick<
@@ -26,6 +28,8 @@ export interface DomainsOptions {
   readonly lookupTxt: TxtLookup;
   readonly now: () => number;
   readonly randomBytes: (n: number) => Uint8Array;
+  /** Unexpired tokens one account may hold (`--max-pending-domains-per-account`); {@link DEFAULT_MAX_PENDING_DOMAINS_PER_ACCOUNT} when absent. */
+  readonly maxPendingPerAccount?: number;
 }
 
 /**
@@ -40,6 +44,7 @@ export class Domains {
   readonly #lookupTxt: TxtLookup;
   readonly #now: () => number;
   readonly #randomBytes: (n: number) => Uint8Array;
+  readonly #maxPendingPerAccount: number;
 
   constructor(options: DomainsOptions) {
     this.#store = options.store;
@@ -47,13 +52,25 @@ export class Domains {
     this.#lookupTxt = options.lookupTxt;
     this.#now = options.now;
     this.#randomBytes = options.randomBytes;
+    this.#maxPendingPerAccount = options.maxPendingPerAccount ?? DEFAULT_MAX_PENDING_DOMAINS_PER_ACCOUNT;
   }
 
-  /** Makes a new token for `owner` to put in DNS, replacing its earlier one for the domain. */
+  /**
+   * Makes a new token for `owner` to put in DNS, replacing its earlier one for the domain; refused
+   * when the account already has the most unexpired tokens for other domains it may (each is stored
+   * for a day and more, so the limit bounds what one account can make the gateway keep).
+   */
   prepare(owner: string, raw: string): { domain: string; token: string } {
     const domain = this.#claimable(owner, raw);
     const token = this.#newToken();
-    this.#store.putDomainToken({ owner, domain, token, expiresAt: this.#now() + TOKEN_VALIDITY_MS });
+    const stored = this.#store.putDomainToken({ owner, domain, token, expiresAt: this.#now() + TOKEN_VALIDITY_MS }, this.#maxPendingPerAccount);
+    if (!stored.ok) {
+      throw new ForbiddenError(
+        `${domain}: this account already has ${stored.pending} domains prepared and not yet claimed, the most one account may ` +
+          `(--max-pending-domains-per-account): claim them (tfgate domains claim <domain>), or wait until a token expires ` +
+          `(the next at ${new Date(stored.nextExpiresAt).toISOString()})`,
+      );
+    }
     return { domain, token };
   }
 

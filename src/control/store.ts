@@ -20,8 +20,11 @@ export interface ControlStore {
   findAccount(publicKey: string): Account | undefined;
   /** Every account, oldest first. */
   listAccounts(): Account[];
-  /** Stores an ownership token, replacing the account's earlier one for the same domain. */
-  putDomainToken(token: DomainToken): void;
+  /**
+   * Stores an ownership token, replacing the account's earlier one for the same domain, unless the
+   * account already has `maxPending` unexpired tokens for other domains (checked atomically).
+   */
+  putDomainToken(token: DomainToken, maxPending: number): { ok: true } | { ok: false; pending: number; nextExpiresAt: number };
   /** The account's latest token for a domain, expired or not. */
   findDomainToken(owner: string, domain: string): DomainToken | undefined;
   /**
@@ -224,6 +227,9 @@ function prepareStatements(db: SqliteDatabase) {
     findAccount: db.prepare<[string], AccountRow>('SELECT public_key, name, added_at FROM accounts WHERE public_key = ?'),
     listAccounts: db.prepare<[], AccountRow>('SELECT public_key, name, added_at FROM accounts ORDER BY added_at, public_key'),
     deleteOldTokens: db.prepare<[number]>('DELETE FROM domain_tokens WHERE expires_at < ?'),
+    pendingTokens: db.prepare<[string, string, number], { pending: number; next_expires_at: number | null }>(
+      'SELECT count(*) AS pending, min(expires_at) AS next_expires_at FROM domain_tokens WHERE owner = ? AND domain != ? AND expires_at > ?',
+    ),
     putToken: db.prepare<[string, string, string, number]>(
       'INSERT INTO domain_tokens (owner, domain, token, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT (owner, domain) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at',
     ),
@@ -312,10 +318,15 @@ class SqliteStore implements ControlStore {
     return this.#sql.listAccounts.all().map(toAccount);
   }
 
-  putDomainToken(token: DomainToken): void {
-    this.#db.transaction(() => {
-      this.#sql.deleteOldTokens.run(this.#now() - EXPIRED_TOKEN_KEPT_MS);
+  putDomainToken(token: DomainToken, maxPending: number): { ok: true } | { ok: false; pending: number; nextExpiresAt: number } {
+    // Immediate: the count and the insert hold the write lock together, so racing prepares cannot pass the limit.
+    return this.#db.transaction((): { ok: true } | { ok: false; pending: number; nextExpiresAt: number } => {
+      const now = this.#now();
+      this.#sql.deleteOldTokens.run(now - EXPIRED_TOKEN_KEPT_MS);
+      const { pending, next_expires_at: nextExpiresAt } = this.#sql.pendingTokens.get(token.owner, token.domain, now)!;
+      if (pending >= maxPending) return { ok: false, pending, nextExpiresAt: nextExpiresAt ?? now };
       this.#sql.putToken.run(token.owner, token.domain, token.token, token.expiresAt);
+      return { ok: true };
     }).immediate();
   }
 

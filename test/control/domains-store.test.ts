@@ -54,7 +54,7 @@ describe('domain claims in the store', () => {
     expect(two.setDomainGlobal('b', 'example.com', false)).toBe(false);
     expect(two.releaseDomain('b', 'example.com')).toBe(false);
     // Removing an account drops its claims and tokens.
-    one.putDomainToken({ owner: 'a', domain: 'example.org', token: 't', expiresAt: Date.now() + 1000 });
+    expect(one.putDomainToken({ owner: 'a', domain: 'example.org', token: 't', expiresAt: Date.now() + 1000 }, 100)).toEqual({ ok: true });
     one.removeAccount('a');
     expect(two.listDomainClaims('a')).toEqual([]);
     expect(two.findDomainToken('a', 'example.org')).toBeUndefined();

@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { loadConfig } from '../../src/config.js';
+import { Domains } from '../../src/control/domains.js';
+import { openStore } from '../../src/control/index.js';
 import { cborShape, eventually, startTestControlPlane } from '../helpers/control-client.js';
 import type { RawControlClient } from '../helpers/control-client.js';
 import { startDnsServer } from '../helpers/dns-server.js';
@@ -292,5 +294,88 @@ describe('domain claims', () => {
     expect(loadConfig([], { TFGATE_DNS_SERVER: '127.0.0.2:53' }).dnsServer).toBe('127.0.0.2:53');
     expect(() => loadConfig(['--dns-server', 'dns.example.com'])).toThrow(/--dns-server: expected IP or IP:PORT/);
     expect(() => loadConfig(['--dns-server', '127.0.0.1:99999'])).toThrow(/--dns-server/);
+  });
+});
+
+describe('pending domain tokens per account', () => {
+  /** Domains on a real SQLite store in a fresh state directory, whose TXT records hold every token prepared. */
+  function domainsOnStore(clock: () => number, maxPendingPerAccount?: number) {
+    const dir = mkdtempSync(join(tmpdir(), 'tfgate-domains-'));
+    const store = openStore(dir, { now: clock });
+    onTestFinished(() => {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const published = new Map<string, string>();
+    const domains = new Domains({
+      store,
+      globalDomains: ['test'],
+      lookupTxt: async (name) => ({ ok: true, records: [published.get(name) ?? ''] }),
+      now: clock,
+      randomBytes: (n) => new Uint8Array(n).map(() => Math.floor(Math.random() * 256)),
+      ...(maxPendingPerAccount !== undefined ? { maxPendingPerAccount } : {}),
+    });
+    const prepare = (owner: string, domain: string) => {
+      const prepared = domains.prepare(owner, domain);
+      published.set(`tf-token.${prepared.domain}`, prepared.token);
+      return prepared;
+    };
+    const refusal = (fn: () => unknown): string => {
+      try {
+        fn();
+      } catch (err) {
+        return (err as Error).message;
+      }
+      throw new Error('expected a refusal');
+    };
+    return { domains, store, prepare, refusal };
+  }
+
+  it('refuses a prepare past the limit, saying what to do; a re-prepare does not count twice; a claim or an expiry frees a slot', async () => {
+    let clock = Date.parse('2030-01-01T00:00:00Z');
+    const { domains, store, prepare, refusal } = domainsOnStore(() => clock, 3);
+    prepare('a', 'one.example');
+    clock += 1000;
+    prepare('a', 'two.example');
+    prepare('a', 'three.example');
+    // Re-preparing a name already pending replaces its token and takes no second slot.
+    const again = prepare('a', 'two.example');
+    expect(store.findDomainToken('a', 'two.example')?.token).toBe(again.token);
+    expect(refusal(() => prepare('a', 'four.example'))).toBe(
+      'four.example: this account already has 3 domains prepared and not yet claimed, the most one account may ' +
+        '(--max-pending-domains-per-account): claim them (tfgate domains claim <domain>), or wait until a token expires ' +
+        '(the next at 2030-01-01T06:00:00.000Z)',
+    );
+    expect(store.findDomainToken('a', 'four.example')).toBeUndefined();
+    // The limit is per account.
+    prepare('b', 'four.example');
+
+    // A successful claim uses its token up and frees its slot.
+    expect(await domains.claim('a', 'one.example')).toBe('one.example');
+    prepare('a', 'four.example');
+    expect(refusal(() => prepare('a', 'five.example'))).toMatch(/already has 3 domains prepared/);
+
+    // An expired token is no longer pending (its claim still says "expired").
+    clock = Date.parse('2030-01-01T06:00:01Z');
+    prepare('a', 'five.example');
+    await expect(domains.claim('a', 'two.example')).rejects.toThrow(/^token expired/);
+  });
+
+  it('allows 100 pending domains per account by default, through the control plane', async () => {
+    const { gw } = await setup();
+    const a = await gw.session();
+    for (let i = 0; i < 100; i++) {
+      expect((await a.request('prepare_domain', { domain: `name${i}.example` })).params.exception).toBeUndefined();
+    }
+    expect((await a.request('prepare_domain', { domain: 'name0.example' })).params.exception).toBeUndefined();
+    expect(await exception(a, 'prepare_domain', { domain: 'name100.example' })).toMatch(
+      /^name100\.example: this account already has 100 domains prepared and not yet claimed, .* \(--max-pending-domains-per-account\)/,
+    );
+  });
+
+  it('--max-pending-domains-per-account is 100 unless set, and at least 1', () => {
+    expect(loadConfig([]).limits.maxPendingDomainsPerAccount).toBe(100);
+    expect(loadConfig(['--max-pending-domains-per-account', '5']).limits.maxPendingDomainsPerAccount).toBe(5);
+    expect(() => loadConfig(['--max-pending-domains-per-account', '0'])).toThrow(/--max-pending-domains-per-account/);
   });
 });

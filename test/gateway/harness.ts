@@ -19,6 +19,7 @@ export const TEST_LIMITS: Limits = Object.freeze({
   controlMessagesPerSecond: 100,
   maxSessionsPerAccount: 64,
   maxClustersPerSession: 1_000,
+  maxPendingDomainsPerAccount: 100,
   maxConnections: 1_000,
   maxConnectionsPerClient: 1_000,
   maxBodyBytes: 0,
