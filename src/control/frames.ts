@@ -163,7 +163,9 @@ export function readSealed(frame: Uint8Array): { ok: true; message: SealedMessag
     return { ok: false, problem: { reason: 'malformed CBOR' } };
   }
   if (!Array.isArray(value)) return { ok: false, problem: { reason: 'a frame must be a CBOR array' } };
-  const uuid = value.length === 5 && isBytes(value[2]) && value[2].length <= MAX_UUID_BYTES ? value[2] : undefined;
+  // A uuid somewhat over the limit is still echoed in the exception, so the client's wait for its reply
+  // ends; one over 1 KiB is not worth echoing (nor an oversized frame's megabyte).
+  const uuid = value.length === 5 && isBytes(value[2]) && value[2].length <= 1024 ? value[2] : undefined;
   const fail = (reason: string): { ok: false; problem: FrameProblem } => ({
     ok: false,
     problem: uuid && uuid.length > 0 ? { reason, uuid } : { reason },

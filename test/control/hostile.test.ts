@@ -163,5 +163,9 @@ describe('hostile control input', () => {
     const nonce4 = nacl.randomBytes(24);
     await a.sendRaw(cbor([Buffer.from(nonce4), Buffer.from('list_domains'), uuid4, Buffer.from(nacl.secretbox(byteKeyMap, nonce4, key)), EMPTY]));
     expect((await a.replyTo(uuid4)).params.exception).toMatch(/keys must be text strings/);
+    // A uuid over the 64-byte limit still gets its one reply, an exception.
+    const longUuid = Buffer.alloc(65, 'u');
+    await a.sendRaw(a.seal('list_domains', longUuid, {}));
+    expect((await a.replyTo(longUuid)).params.exception).toMatch(/uuid longer than 64 bytes/);
   });
 });
