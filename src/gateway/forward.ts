@@ -49,6 +49,9 @@ const RETRYABLE_ERRORS = new Set([...CONNECT_ERROR_CODES, 'UND_ERR_CLOSED', 'UND
 /** The member closed or reset the connection before its answer. */
 const CLOSED_ERRORS = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
 
+/** Statuses whose responses never have a body, whatever their Content-Length says (RFC 9110 §6.4.1). */
+const BODYLESS = new Set([204, 304]);
+
 /** Methods that may be sent twice (RFC 9110 §9.2.2). */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
@@ -157,6 +160,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   /** Runs until the request is on a member connection (see Forwarder's queue timeout). */
   readonly #queued: NodeJS.Timeout;
   #responded = false;
+  /** The status relayed to the client, once the head is written. */
+  #status = 0;
   #done = false;
 
   constructor(ex: ForwardExchange, member: Upstream, now: () => number, queueTimeoutMs: number) {
@@ -192,6 +197,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       return;
     }
     this.#responded = true;
+    this.#status = statusCode;
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -213,6 +219,12 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
     if (this.#done) return;
+    if (this.#responded && this.#ex.bytes === 0 && BODYLESS.has(this.#status) && codeOf(err) === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
+      // A 304 may carry the Content-Length of the full representation (RFC 9110 §8.6), and never a
+      // body; undici counts the missing body as a mismatch, but the answer is whole: relay it.
+      this.onResponseEnd();
+      return;
+    }
     if (this.#responded) {
       // The head is out: cutting the connection is the only way to tell the client the body is incomplete.
       this.#ex.res.destroy();

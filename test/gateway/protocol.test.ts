@@ -110,6 +110,28 @@ describe('gateway request framing (RFC 9112 §6) and limits', () => {
     expect(seen).toEqual(['GET /slow', 'GET /slow']);
   });
 
+  for (const [status, reason] of [[304, 'Not Modified'], [204, 'No Content']] as const) {
+    it(`relays a ${status} that carries a Content-Length and no body, and keeps the connection`, async () => {
+      // RFC 9110 §8.6: a 304 may give the length the full representation would have.
+      const member = await startRawUpstream((socket) =>
+        socket.on('data', () => socket.write(`HTTP/1.1 ${status} ${reason}\r\nETag: "v1"\r\nContent-Length: 1234\r\n\r\n`)),
+      );
+      onTestFinished(() => member.close());
+      const gw = await startGateway({ 'app.test': { members: [member.address] } });
+      const socket = await rawConnect(gw.port);
+      onTestFinished(() => {
+        socket.destroy();
+      });
+      for (let i = 0; i < 2; i++) {
+        socket.write('GET /logo.png HTTP/1.1\r\nHost: app.test\r\nIf-None-Match: "v1"\r\n\r\n');
+        const head = await readUntil(socket, (t) => t.includes('\r\n\r\n'), 3_000);
+        expect(statusOf(head)).toBe(status);
+        expect(head).toMatch(/etag: "v1"/i);
+      }
+      expect(gw.logs.some((l) => l.code === 'GW_BAD_GATEWAY')).toBe(false);
+    });
+  }
+
   it('survives garbage and resets from clients', async () => {
     const gw = await startGateway({});
     expect(statusOf(await rawRequest(gw.port, 'NOT HTTP AT ALL\r\n\r\n'))).toBe(400);
