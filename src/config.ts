@@ -134,7 +134,7 @@ export const SERVE_FLAGS = {
   'control-rate': { kind: 'int', default: '200', min: 1, help: 'control messages per second per session' },
   'max-clusters-per-session': { kind: 'int', default: '1000', min: 1, help: 'clusters one control session may publish' },
   'max-pending-domains-per-account': { kind: 'int', default: '100', min: 1, help: 'domains one account may have prepared and not yet claimed (unexpired tokens)' },
-  'max-sessions-per-account': { kind: 'int', default: '64', min: 1, help: 'control sessions one account may hold at once (connected or in their grace window)' },
+  'max-sessions-per-account': { kind: 'int', default: '64', min: 1, help: 'control sessions one account may hold at once (connected or in their grace window, counted from their first sealed message)' },
   'max-connections': { kind: 'int', default: '16384', min: 1, help: 'open client connections across the HTTP and HTTPS listeners' },
   'max-connections-per-client': { kind: 'int', default: '1024', min: 1, help: 'open client connections from one address' },
   'max-body-bytes': { kind: 'int', default: '0', help: 'request body size limit, 413 beyond (0 = no limit)' },
