@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { ListenAddress } from '../config.js';
 import type { Logger } from '../log.js';
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard.js';
+import { gatewayHops } from './steps.js';
 
 /** What the admin listener reports; supplied by the composition root, so admin imports no other folder. */
 export interface AdminSources {
@@ -63,6 +64,11 @@ export class AdminServer {
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed\n');
+    // A session could publish a member pointing here and read /status through the public listeners.
+    const via = req.headers.via;
+    if (via !== undefined && gatewayHops(via) > 0) {
+      return send(res, 403, 'text/plain', 'the admin API answers direct requests only, not ones forwarded by a gateway\n');
+    }
     switch (path) {
       case '/':
         res.setHeader('content-security-policy', DASHBOARD_CSP);

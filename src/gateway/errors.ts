@@ -99,6 +99,12 @@ export class MembersBusyError extends GatewayError {
   }
 }
 
+/** The request has already crossed too many tfgate hops: a route whose member leads back into a gateway (508, RFC 5842 §7.2). */
+export class LoopDetectedError extends GatewayError {
+  override readonly code = 'GW_LOOP_DETECTED';
+  override readonly statusCode = 508;
+}
+
 /** The request body is over the body size limit (RFC 9110 §15.5.14). */
 export class PayloadTooLargeError extends GatewayError {
   override readonly code = 'GW_PAYLOAD_TOO_LARGE';

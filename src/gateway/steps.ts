@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { parseHostname } from '../hostname.js';
 import type { GatewayError } from '../errors.js';
-import { BadRequestError, HeadersTooLargeError, NotImplementedError } from './errors.js';
+import { BadRequestError, HeadersTooLargeError, LoopDetectedError, NotImplementedError } from './errors.js';
 
 /**
  * The request path's small named steps, as pure functions of the request: each returns what it
@@ -24,6 +24,27 @@ export interface RequestTarget {
  * Transfer-Encoding on HTTP/1.0 or not ending in `chunked` → 400; codings before `chunked` → 501.
  * Reads `rawHeaders` because Node keeps only the first Host in `req.headers`.
  */
+/** The pseudonym tfgate gives itself in Via (RFC 9110 §7.6.3): it names no host or version. */
+export const VIA_PSEUDONYM = 'tfgate';
+
+/**
+ * How many tfgate hops a request may already have crossed. A member that leads back into a gateway (its
+ * own HTTP port, or another gateway routing back) would otherwise loop until connections run out; a
+ * legitimate chain of gateways is far shorter.
+ */
+export const MAX_GATEWAY_HOPS = 4;
+
+/** How many Via entries of `via` (one header value, or several joined by commas) were added by tfgate. */
+export function gatewayHops(via: string): number {
+  let hops = 0;
+  for (const entry of via.split(',')) {
+    // received-protocol SP received-by [ SP comment ]
+    const receivedBy = entry.trim().split(/\s+/)[1];
+    if (receivedBy !== undefined && receivedBy.toLowerCase() === VIA_PSEUDONYM) hops++;
+  }
+  return hops;
+}
+
 export function checkHead(req: IncomingMessage, maxHeaderCount: number): GatewayError | undefined {
   const raw = req.rawHeaders;
   if (raw.length > maxHeaderCount * 2) {
@@ -45,6 +66,8 @@ export function checkHead(req: IncomingMessage, maxHeaderCount: number): Gateway
     } else if (name.length === 17 && isName(name, 'transfer-encoding')) {
       if (transferEncoding !== undefined) return new BadRequestError('several Transfer-Encoding headers');
       transferEncoding = raw[i + 1]!;
+    } else if (name.length === 3 && isName(name, 'via') && gatewayHops(raw[i + 1]!) >= MAX_GATEWAY_HOPS) {
+      return new LoopDetectedError(`the request has already crossed ${MAX_GATEWAY_HOPS} tfgate hops: a route's member leads back into a gateway`);
     }
   }
   if (hosts > 1) return new BadRequestError('several Host headers');
@@ -108,6 +131,7 @@ export function upstreamHeaders(req: IncomingMessage, host: string, forwardedHos
   const named = connectionNames(raw);
   const out: string[] = ['host', host];
   let forwardedFor: string | undefined;
+  let via: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const lower = name.toLowerCase();
@@ -116,12 +140,18 @@ export function upstreamHeaders(req: IncomingMessage, host: string, forwardedHos
       forwardedFor = forwardedFor === undefined ? raw[i + 1]! : `${forwardedFor}, ${raw[i + 1]!}`;
       continue;
     }
+    if (lower === 'via') {
+      via = via === undefined ? raw[i + 1]! : `${via}, ${raw[i + 1]!}`;
+      continue;
+    }
     out.push(name, raw[i + 1]!);
   }
+  const hop = `${req.httpVersion} ${VIA_PSEUDONYM}`;
   out.push(
     'x-forwarded-for', forwardedFor ? `${forwardedFor}, ${client}` : client,
     'x-forwarded-proto', proto,
     'x-forwarded-host', forwardedHost,
+    'via', via ? `${via}, ${hop}` : hop,
   );
   return out;
 }

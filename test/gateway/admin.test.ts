@@ -24,6 +24,16 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
 }
 
 describe('admin listener', () => {
+  it('refuses requests forwarded by a gateway: a session cannot publish the admin listener as a member', async () => {
+    const t = await startTestServer();
+    const location = await t.connect('mallory');
+    await location.endpointFor('adm.test').publish(new Cluster([`127.0.0.1:${t.adminPort}`]), 'adm.test');
+    const through = await httpRequest(t.server.http, { host: 'adm.test', path: '/status' });
+    expect(through.status).toBe(403);
+    expect(through.body).not.toContain('mallory');
+    expect((await httpRequest(t.adminPort, { host: 'localhost', path: '/status' })).status).toBe(200);
+  });
+
   it('serves /healthz, /readyz, and a /status with sessions, routes, members and their health', async () => {
     const t = await startTestServer();
     const member = await startUpstream();

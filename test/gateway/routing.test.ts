@@ -95,6 +95,33 @@ describe('gateway headers', () => {
     expect(seen.host).toBe('App.test:8080');
   });
 
+  it('appends its own Via entry (RFC 9110 §7.6.3) to the ones the client sent', async () => {
+    const member = await startUpstream();
+    onTestFinished(() => member.close());
+    const gw = await startGateway({ 'app.test': { members: [member.address] } });
+    await httpRequest(gw.port, { host: 'app.test' });
+    await httpRequest(gw.port, { host: 'app.test', headers: { via: '1.0 fred, 1.1 example.com (Apache/1.1)' } });
+    expect(member.requests[0]!.headers.via).toBe('1.1 tfgate');
+    expect(member.requests[1]!.headers.via).toBe('1.0 fred, 1.1 example.com (Apache/1.1), 1.1 tfgate');
+  });
+
+  it('answers 508 to a request that looped through gateways, instead of forwarding it round and round', async () => {
+    const member = await startUpstream();
+    onTestFinished(() => member.close());
+    const gw = await startGateway({ 'app.test': { members: [member.address] } });
+    // The route's own member being the gateway is what a session can publish; here its port is only known once it listens.
+    const loop = await startGateway({ 'loop.test': { members: ['127.0.0.1:1'] } });
+    loop.publish({ 'loop.test': { members: [`127.0.0.1:${loop.port}`] } });
+    const started = Date.now();
+    const looped = await httpRequest(loop.port, { host: 'loop.test' });
+    expect(looped.status).toBe(508);
+    expect(Date.now() - started).toBeLessThan(3000);
+    // Fewer hops than the limit are an ordinary chain.
+    const chained = await httpRequest(gw.port, { host: 'app.test', headers: { via: '1.1 tfgate, 1.1 tfgate, 1.1 other' } });
+    expect(chained.status).toBe(200);
+    expect((await httpRequest(gw.port, { host: 'app.test', headers: { via: '1.1 tfgate, 1.1 TFGATE, 1.1 tfgate (x), 1.0 tfgate' } })).status).toBe(508);
+  });
+
   it('replaces the Host with the route rewrite', async () => {
     const member = await startUpstream();
     onTestFinished(() => member.close());
