@@ -1,13 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import { Pool } from 'undici';
+import { Pool, buildConnector } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { Limits } from '../config.js';
 import type { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { refusedMemberIp } from '../upstreams/index.js';
 import type { Upstream } from '../upstreams/index.js';
 import { BadGatewayError, UpstreamTimeoutError } from './errors.js';
-import { CONNECT_ERROR_CODES, codeOf, isConnectFailure, toGatewayError } from './member-errors.js';
+import { CONNECT_ERROR_CODES, MemberAddressRefusedError, codeOf, isConnectFailure, toGatewayError } from './member-errors.js';
 import { closeAfter } from './respond.js';
 import { filterResponseHeaders } from './steps.js';
 
@@ -59,6 +60,23 @@ const kHandler = Symbol('tfgate.forwardHandler');
 /** `undefined`: no attempt yet (listeners not attached); `null`: between attempts or done. */
 type ForwardedResponse = ServerResponse & { [kHandler]?: ForwardHandler | null };
 
+/**
+ * undici's connector, closing a connection whose member name resolved to an address no member may have
+ * (a hostname can point anywhere, and an IP literal was already refused at publish).
+ */
+export function guardedConnector(timeoutMs: number, refuse: (ip: string) => string | undefined = refusedMemberIp): buildConnector.connector {
+  const connect = buildConnector({ timeout: timeoutMs });
+  return (options, callback) => {
+    connect(options, (err, socket) => {
+      if (err !== null || socket === null) return callback(err ?? new Error('no socket'), null);
+      const refused = refuse(socket.remoteAddress ?? '');
+      if (refused === undefined) return callback(null, socket);
+      socket.destroy();
+      callback(new MemberAddressRefusedError(`${options.hostname} resolved to ${refused}`), null);
+    });
+  };
+}
+
 /** Keep-alive pools per member and the dispatch of one attempt. */
 export class Forwarder {
   readonly #pools = new Map<Upstream, Pool>();
@@ -81,7 +99,7 @@ export class Forwarder {
     this.#now = now;
     this.#options = {
       connections: limits.upstreamMaxConnections,
-      connectTimeout: limits.upstreamConnectTimeoutMs,
+      connect: guardedConnector(limits.upstreamConnectTimeoutMs),
       headersTimeout: limits.upstreamResponseTimeoutMs,
       // Time between body chunks: long enough for slow streams (SSE heartbeats), still bounded.
       bodyTimeout: Math.max(limits.idleTimeoutMs, limits.upstreamResponseTimeoutMs),

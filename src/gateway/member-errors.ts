@@ -19,6 +19,7 @@ export const CONNECT_ERROR_CODES: ReadonlySet<string> = new Set([
   'ENOTFOUND',
   'EAI_AGAIN',
   'EADDRNOTAVAIL',
+  'GW_MEMBER_ADDRESS_REFUSED',
 ]);
 
 /** The member sent no response head within the response timeout (undici's, or the upgrade path's own timer). */
@@ -33,6 +34,11 @@ export class ConnectTimeoutError extends Error {
 }
 
 /** The upgrade path's response timer fired: the member accepted the upgrade request but did not answer it. */
+/** A member's name resolved to an address no member may have (see refusedMemberIp); the connection was closed unused. */
+export class MemberAddressRefusedError extends Error {
+  readonly code = 'GW_MEMBER_ADDRESS_REFUSED';
+}
+
 export class ResponseTimeoutError extends Error {
   readonly code = 'GW_RESPONSE_TIMEOUT';
   constructor(timeoutMs: number) {
@@ -52,6 +58,7 @@ export function toGatewayError(err: Error, member: Upstream): GatewayError {
   if (RESPONSE_TIMEOUT_CODES.has(code)) {
     return new UpstreamTimeoutError(`member ${member.address} sent no response headers in time`, { cause: err });
   }
+  if (err instanceof MemberAddressRefusedError) return new BadGatewayError(`member ${member.address}: ${err.message}`, { cause: err });
   if (CONNECT_ERROR_CODES.has(code)) {
     return new BadGatewayError(`cannot connect to member ${member.address} (${code})`, { cause: err });
   }

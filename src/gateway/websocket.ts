@@ -7,9 +7,10 @@ import httpProxy from 'http-proxy';
 import type { Limits } from '../config.js';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { refusedMemberIp } from '../upstreams/index.js';
 import type { RetryBudget, Upstream } from '../upstreams/index.js';
 import { AllMembersDownError, BadRequestError } from './errors.js';
-import { ConnectTimeoutError, ResponseTimeoutError, isConnectFailure, toGatewayError } from './member-errors.js';
+import { ConnectTimeoutError, MemberAddressRefusedError, ResponseTimeoutError, isConnectFailure, toGatewayError } from './member-errors.js';
 import type { Pipeline } from './pipeline.js';
 import { logFailure, writeSocketError } from './respond.js';
 import type { Route } from './route.js';
@@ -148,6 +149,12 @@ export class WebSocketProxy {
 
   /** Connected: http-proxy sends the upgrade request on this connection; the member has the response timeout to answer. */
   #connected(tunnel: Tunnel, upstream: Socket): void {
+    const refused = refusedMemberIp(upstream.remoteAddress ?? '');
+    if (refused !== undefined) {
+      // Still 'connecting' for #upstreamError: a refused address fails like a connect failure.
+      upstream.destroy(new MemberAddressRefusedError(`${tunnel.member.host} resolved to ${refused}`));
+      return;
+    }
     clearTimeout(tunnel.timer);
     tunnel.state = 'waiting';
     const timeoutMs = this.#limits.upstreamResponseTimeoutMs;

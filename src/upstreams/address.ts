@@ -1,3 +1,4 @@
+import { BlockList, isIP } from 'node:net';
 import { parseHostname } from '../hostname.js';
 
 /** A member address split and normalised: `host` as in a URL (IPv6 bracketed), `port` 1..65535. */
@@ -27,5 +28,33 @@ export function parseMemberAddress(text: string, defaultPort = 80): MemberAddres
   }
   const host = parseHostname(hostPart, { allowPort: false });
   if (!host.ok) return { ok: false, reason: `member ${JSON.stringify(text)}: ${host.reason}` };
+  const refused = refusedMemberIp(host.hostname.replace(/^\[|\]$/g, ''));
+  if (refused !== undefined) return { ok: false, reason: `member ${JSON.stringify(text)}: ${refused}` };
   return { ok: true, value: Object.freeze({ host: host.hostname, port, address: `${host.hostname}:${port}` }) };
+}
+
+/**
+ * Addresses no member may have, whoever publishes it: link-local ones and the IPv6 address of a cloud
+ * metadata service (169.254.169.254, fd00:ec2::254: a route there would hand the gateway host's cloud
+ * credentials to any client), and the unspecified ones (which reach the gateway host itself).
+ */
+const REFUSED = new BlockList();
+REFUSED.addSubnet('169.254.0.0', 16, 'ipv4');
+REFUSED.addSubnet('0.0.0.0', 8, 'ipv4');
+REFUSED.addSubnet('fe80::', 10, 'ipv6');
+REFUSED.addAddress('::', 'ipv6');
+REFUSED.addAddress('fd00:ec2::254', 'ipv6');
+
+/**
+ * Why `ip` (an IP address, no brackets or port) may not be a member's, or undefined when it may; not an
+ * IP address (a hostname) is undefined too: its addresses are checked when a connection is made. An
+ * IPv4-mapped IPv6 address is judged as the IPv4 address it maps.
+ */
+export function refusedMemberIp(ip: string): string | undefined {
+  const mapped = /^::ffff:([0-9.]+)$/i.exec(ip)?.[1];
+  const address = mapped ?? ip;
+  const family = isIP(address);
+  if (family === 0) return undefined;
+  if (!REFUSED.check(address, family === 4 ? 'ipv4' : 'ipv6')) return undefined;
+  return `${address} is a link-local, unspecified or cloud metadata address, which no member may have`;
 }

@@ -1,4 +1,7 @@
+import { Pool } from 'undici';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { guardedConnector } from '../../src/gateway/forward.js';
+import { MemberAddressRefusedError, isConnectFailure } from '../../src/gateway/member-errors.js';
 import { httpGet } from '../helpers/http.js';
 import { deadAddress, startRawUpstream, startUpstream } from '../helpers/upstream.js';
 import type { TestUpstream } from '../helpers/upstream.js';
@@ -105,5 +108,26 @@ describe('gateway member pools', () => {
     gw.publish({ 'app.test': { members: [b.address] } });
     await waitFor(() => a.connections.size === 0, 3_000, "the dropped member's connections to close");
     expect((await httpGet(gw.port, 'app.test')).body).toBe(`hello from ${b.port}`);
+  });
+});
+
+describe('member address policy at connect time', () => {
+  it('closes a member connection whose name resolved to a refused address, as a connect failure', async () => {
+    const member = await started(startUpstream());
+    const refuseLoopback = (ip: string) => (ip === '127.0.0.1' ? `${ip} is refused by this test` : undefined);
+    const pool = new Pool(`http://localhost:${member.port}`, { connect: guardedConnector(2000, refuseLoopback) });
+    onTestFinished(() => pool.destroy());
+    const err = await pool.request({ path: '/', method: 'GET' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(MemberAddressRefusedError);
+    expect(isConnectFailure(err)).toBe(true);
+    expect(String((err as Error).message)).toMatch(/localhost resolved to 127\.0\.0\.1 is refused by this test/);
+    expect(member.requests).toHaveLength(0);
+    // The policy in force lets loopback through: the same member answers.
+    const open = new Pool(`http://localhost:${member.port}`, { connect: guardedConnector(2000) });
+    onTestFinished(() => open.destroy());
+    expect((await open.request({ path: '/', method: 'GET' })).statusCode).toBe(200);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Cluster, LeastOutstandingBalancer, RoundRobinBalancer, Upstream, UpstreamRegistry, parseMemberAddress } from '../../src/upstreams/index.js';
+import { Cluster, LeastOutstandingBalancer, RoundRobinBalancer, Upstream, UpstreamRegistry, parseMemberAddress, refusedMemberIp } from '../../src/upstreams/index.js';
 import type { Balancer } from '../../src/upstreams/index.js';
 
 function members(count: number): Upstream[] {
@@ -139,5 +139,29 @@ describe('parseMemberAddress', () => {
 
   it.each(['', 'host:', 'host:0', 'host:70000', 'host:http', '::1', 'bad host:80', 'a:b:c'])('rejects %j', (text) => {
     expect(parseMemberAddress(text).ok).toBe(false);
+  });
+
+  it.each(['169.254.169.254:80', '169.254.0.1', '0.0.0.0:8080', '0.1.2.3:80', '[fe80::1]:80', '[::]:80', '[::ffff:169.254.169.254]:80', '[fd00:ec2::254]:80'])(
+    'refuses %j: link-local, unspecified or cloud metadata, whoever publishes it',
+    (text) => {
+      const parsed = parseMemberAddress(text);
+      expect(parsed.ok).toBe(false);
+      expect(!parsed.ok && parsed.reason).toMatch(/link-local, unspecified or cloud metadata address/);
+    },
+  );
+
+  it.each(['127.0.0.1:80', '10.0.0.1:80', '172.17.0.2:80', '192.168.1.1:80', '[::1]:80', '[fd00::1]:80', '[::ffff:10.0.0.1]:80', 'localhost:80'])('still accepts %j', (text) => {
+    expect(parseMemberAddress(text).ok).toBe(true);
+  });
+});
+
+describe('refusedMemberIp', () => {
+  it('judges addresses as a connected socket reports them, IPv4-mapped ones as IPv4', () => {
+    expect(refusedMemberIp('169.254.169.254')).toMatch(/169\.254\.169\.254/);
+    expect(refusedMemberIp('::ffff:169.254.1.2')).toMatch(/169\.254\.1\.2/);
+    expect(refusedMemberIp('fe80::abcd')).toBeDefined();
+    expect(refusedMemberIp('127.0.0.1')).toBeUndefined();
+    expect(refusedMemberIp('::ffff:127.0.0.1')).toBeUndefined();
+    expect(refusedMemberIp('not-an-address')).toBeUndefined();
   });
 });
