@@ -57,12 +57,13 @@ type ClosingSocket = Duplex & { [kClosing]?: true };
  */
 export function closeAfter(res: ServerResponse): void {
   res.shouldKeepAlive = false;
-  (res.req.socket as ClosingSocket)[kClosing] = true;
+  const socket = res.req?.socket as ClosingSocket | null | undefined; // gone once the connection closed
+  if (socket) socket[kClosing] = true;
 }
 
 /** True once an earlier response on `req`'s connection closes it: `req` must be dropped, not forwarded. */
 export function closingConnection(req: IncomingMessage): boolean {
-  return (req.socket as ClosingSocket)[kClosing] === true;
+  return (req.socket as ClosingSocket | null)?.[kClosing] === true;
 }
 
 /**
