@@ -1,5 +1,5 @@
 import { Cluster, UpstreamRegistry, createBalancer } from '../upstreams/index.js';
-import type { BalancerName, EjectionPolicy, Upstream } from '../upstreams/index.js';
+import type { Balancer, BalancerName, EjectionPolicy, Upstream } from '../upstreams/index.js';
 import { CertStore, SecureContextCache, parseCertificateBundle } from '../sni/index.js';
 import type { CertificateBundle, StoredCertificate } from '../sni/index.js';
 import { RouteTable, RouteTableRef } from '../vhost/index.js';
@@ -16,7 +16,8 @@ import type { Route } from './route.js';
 export class DataPlane {
   readonly routes = new RouteTableRef<Route>();
   readonly registry: UpstreamRegistry;
-  readonly #balancer: BalancerName;
+  /** Makes each cluster's balancer (of the configured kind) when it first picks a member. */
+  readonly #newBalancer: () => Balancer;
   readonly #onMembersDropped: (dropped: Upstream[]) => void;
   /**
    * The runtime route of each fqdn in force; changed in place by the one writer (apply). The specs
@@ -41,7 +42,8 @@ export class DataPlane {
   }) {
     this.#contexts = new SecureContextCache(undefined, options.ticketKeys);
     this.registry = new UpstreamRegistry(options.ejection, options.maxInFlightPerMember);
-    this.#balancer = options.balancer;
+    const balancer = options.balancer;
+    this.#newBalancer = () => createBalancer(balancer);
     this.#onMembersDropped = options.onMembersDropped ?? (() => {});
   }
 
@@ -161,14 +163,17 @@ export class DataPlane {
 
   #build(spec: RouteSpec): Route {
     const members = spec.members.map((address) => this.registry.acquire(address));
-    const cluster = new Cluster(spec.cluster, members, createBalancer(this.#balancer));
+    const cluster = new Cluster(members, this.#newBalancer);
     return Object.freeze({ fqdn: spec.fqdn, cluster, rewrite: spec.rewrite });
   }
 }
 
-/** True when `route` is what `spec` compiles to (same cluster id, rewrite and members in order), so it can be kept whole. */
+/**
+ * True when `route` is what `spec` compiles to (same rewrite and members in order), so it can be kept
+ * whole; a new cluster id with the same members changes nothing here, so the worker keeps no ids.
+ */
 function builtFrom(route: Route, spec: RouteSpec): boolean {
   const members = route.cluster.members;
-  if (route.cluster.id !== spec.cluster || route.rewrite !== spec.rewrite || members.length !== spec.members.length) return false;
+  if (route.rewrite !== spec.rewrite || members.length !== spec.members.length) return false;
   return members.every((member, i) => member.address === spec.members[i]);
 }

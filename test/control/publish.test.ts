@@ -20,8 +20,7 @@ describe('control commands', () => {
     expect(reply.command).toBe('');
     expect(reply.params).toEqual({});
     expect(cborShape(reply.paramsPlain)).toEqual({});
-    const route = gw.dataPlane.routes.current.lookup('www.test');
-    expect(route?.cluster.id).toBe(uuid.toString('hex'));
+    expect(gw.routing.snapshot().routes['www.test']?.cluster).toBe(uuid.toString('hex'));
     expect(gw.membersOf('www.test')).toEqual(['10.0.0.1:8080', '10.0.0.2:80']);
     expect(gw.control.sessions()[0]?.fqdns).toEqual(['www.test']);
   });
@@ -107,7 +106,7 @@ describe('control commands', () => {
     await client.request('publish_web', publish('app.', ['10.0.0.1:80']), Buffer.from('first'));
     await client.request('publish_web', publish('app.', ['10.0.0.2:80']), Buffer.from('second'));
     expect(gw.membersOf('app.test')).toEqual(['10.0.0.2:80']);
-    expect(gw.dataPlane.routes.current.lookup('app.test')?.cluster.id).toBe(Buffer.from('second').toString('hex'));
+    expect(gw.routing.snapshot().routes['app.test']?.cluster).toBe(Buffer.from('second').toString('hex'));
     const old = await client.request('add_to_cluster', { cluster: Buffer.from('first'), container: '10.0.0.3:80' });
     expect(old.params.exception).toMatch(/no cluster/);
   });
@@ -120,7 +119,7 @@ describe('control commands', () => {
     await client.request('publish_web', publish('other.', ['10.0.0.3:80']), Buffer.from('moving'));
     expect(gw.dataPlane.routes.current.lookup('app.test')).toBeUndefined();
     expect(gw.membersOf('other.test')).toEqual(['10.0.0.3:80']);
-    expect(gw.dataPlane.routes.current.lookup('other.test')?.cluster.id).toBe(Buffer.from('moving').toString('hex'));
+    expect(gw.routing.snapshot().routes['other.test']?.cluster).toBe(Buffer.from('moving').toString('hex'));
     const replaced = await client.request('add_to_cluster', { cluster: Buffer.from('resident'), container: '10.0.0.4:80' });
     expect(replaced.params.exception).toMatch(/no cluster/);
     // The name it left is free again, for this session or another.

@@ -51,12 +51,18 @@ describe('DataPlane whole tables (as workers get them)', () => {
     plane.applyWhole(1, decodeRouteSpecs(encodeRouteSpecs(first)), undefined);
     const routeA = plane.routes.current.lookup('a.test')!;
     const routeB = plane.routes.current.lookup('b.test')!;
-    // b changes cluster, c goes, d arrives: a is kept whole.
-    const second = [spec('a.test', ['127.0.0.1:1']), spec('b.test', ['127.0.0.1:2'], 'other'), spec('d.test', ['127.0.0.1:1'])];
+    // b gets a rewrite, c goes, d arrives, a is republished under another cluster id with the same
+    // members: a is kept whole (a worker runs members and rewrite, not ids).
+    const second = [
+      spec('a.test', ['127.0.0.1:1'], 'republished'),
+      { ...spec('b.test', ['127.0.0.1:2']), rewrite: 'inner.test' },
+      spec('d.test', ['127.0.0.1:1']),
+    ];
     plane.applyWhole(2, decodeRouteSpecs(encodeRouteSpecs(second)), undefined);
     expect(plane.version).toBe(2);
     expect(plane.routes.current.lookup('a.test')).toBe(routeA);
     expect(plane.routes.current.lookup('b.test')).not.toBe(routeB);
+    expect(plane.routes.current.lookup('b.test')!.rewrite).toBe('inner.test');
     expect(plane.routes.current.lookup('b.test')!.cluster.members[0]).toBe(routeB.cluster.members[0]);
     expect(plane.routes.current.lookup('c.test')).toBeUndefined();
     expect(plane.routes.current.lookup('d.test')!.cluster.members[0]).toBe(routeA.cluster.members[0]);
@@ -109,7 +115,7 @@ describe('DataPlane changes', () => {
     // A plane that starts late gets the whole state and ends up the same.
     const late = new DataPlane({ balancer: 'least-outstanding' });
     late.apply(builder.snapshot());
-    const describe = (plane: DataPlane) => [...plane.routes.current.entries()].map(([fqdn, route]) => [fqdn, route.cluster.id, route.cluster.members.map((m) => m.address)]).sort();
+    const describe = (plane: DataPlane) => [...plane.routes.current.entries()].map(([fqdn, route]) => [fqdn, route.rewrite, route.cluster.members.map((m) => m.address)]).sort();
     expect(describe(incremental)).toEqual(describe(late));
     expect(Object.keys(builder.snapshot().routes).sort()).toEqual(describe(late).map(([fqdn]) => fqdn));
     expect(incremental.routes.current.lookup('static.test')).toBe(staticRoute);

@@ -120,7 +120,7 @@ describe('Cluster and registry', () => {
     expect(registry.release(a)).toBe(true);
     expect([...registry.all()]).toEqual([]);
     expect(registry.acquire('127.0.0.1:8080')).not.toBe(a);
-    const cluster = new Cluster('c1', [b], new RoundRobinBalancer());
+    const cluster = new Cluster([b], () => new RoundRobinBalancer());
     expect(cluster.pick(0)).toBe(b);
   });
 });
