@@ -252,9 +252,14 @@ export class ControlPlane {
       return;
     }
     if (!openSealed(sealed.message, pending.sessionKey).ok) return;
+    this.#takeOver(session);
+    this.#onSessionFrame(session, peer, frame);
+  }
+
+  /** The pending resumption of `session` replaces its connection and key. */
+  #takeOver(session: Session): void {
     this.#sessions.settlePending(session, true, this.#now());
     this.#log.info({ rid: session.ridHex, account: session.accountName }, 'session resumed');
-    this.#onSessionFrame(session, peer, frame);
   }
 
   #onAuth(peer: Buffer, auth: NonNullable<ReturnType<typeof readAuth>>): void {
@@ -391,8 +396,7 @@ export class ControlPlane {
     if (session.peer !== peer) return;
     if (session.pending) {
       // The live connection is gone: the resuming one takes over, as it would have on a quiet session.
-      this.#sessions.settlePending(session, true, this.#now());
-      this.#log.info({ rid: session.ridHex, account: session.accountName }, 'session resumed');
+      this.#takeOver(session);
       return;
     }
     this.#sessions.detach(session, this.#now());

@@ -34,6 +34,9 @@ export const VIA_PSEUDONYM = 'tfgate';
  */
 export const MAX_GATEWAY_HOPS = 4;
 
+/** This gateway's Via entry for the common case, built once rather than per request. */
+const VIA_HOP_HTTP11 = `1.1 ${VIA_PSEUDONYM}`;
+
 /** How many Via entries of `via` (one header value, or several joined by commas) were added by tfgate. */
 export function gatewayHops(via: string): number {
   let hops = 0;
@@ -146,7 +149,7 @@ export function upstreamHeaders(req: IncomingMessage, host: string, forwardedHos
     }
     out.push(name, raw[i + 1]!);
   }
-  const hop = `${req.httpVersion} ${VIA_PSEUDONYM}`;
+  const hop = req.httpVersion === '1.1' ? VIA_HOP_HTTP11 : `${req.httpVersion} ${VIA_PSEUDONYM}`;
   out.push(
     'x-forwarded-for', forwardedFor ? `${forwardedFor}, ${client}` : client,
     'x-forwarded-proto', proto,

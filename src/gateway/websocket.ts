@@ -7,7 +7,7 @@ import httpProxy from 'http-proxy';
 import type { Limits } from '../config.js';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { refusedMemberIp } from '../upstreams/index.js';
+import { refusedMemberIp, unbracket } from '../upstreams/index.js';
 import type { RetryBudget, Upstream } from '../upstreams/index.js';
 import { AllMembersDownError, BadRequestError } from './errors.js';
 import { ConnectTimeoutError, MemberAddressRefusedError, ResponseTimeoutError, isConnectFailure, toGatewayError } from './member-errors.js';
@@ -315,9 +315,4 @@ function toHeaderObject(flat: readonly string[]): IncomingHttpHeaders {
     headers[name] = known === undefined ? value : Array.isArray(known) ? [...known, value] : [known, value];
   }
   return headers;
-}
-
-/** A member host as net.connect takes it: an IPv6 literal without its brackets. */
-function unbracket(host: string): string {
-  return host.startsWith('[') ? host.slice(1, -1) : host;
 }

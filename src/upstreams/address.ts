@@ -28,9 +28,14 @@ export function parseMemberAddress(text: string, defaultPort = 80): MemberAddres
   }
   const host = parseHostname(hostPart, { allowPort: false });
   if (!host.ok) return { ok: false, reason: `member ${JSON.stringify(text)}: ${host.reason}` };
-  const refused = refusedMemberIp(host.hostname.replace(/^\[|\]$/g, ''));
+  const refused = refusedMemberIp(unbracket(host.hostname));
   if (refused !== undefined) return { ok: false, reason: `member ${JSON.stringify(text)}: ${refused}` };
   return { ok: true, value: Object.freeze({ host: host.hostname, port, address: `${host.hostname}:${port}` }) };
+}
+
+/** A member host as net.connect and address checks take it: an IPv6 literal without its brackets. */
+export function unbracket(host: string): string {
+  return host.startsWith('[') ? host.slice(1, -1) : host;
 }
 
 /**

@@ -1,4 +1,4 @@
-export { parseMemberAddress, refusedMemberIp } from './address.js';
+export { parseMemberAddress, refusedMemberIp, unbracket } from './address.js';
 export type { MemberAddress } from './address.js';
 export { Upstream } from './upstream.js';
 export type { EjectionPolicy } from './upstream.js';
