@@ -121,13 +121,21 @@ export function hasBody(req: IncomingMessage): boolean {
 /** Header names never forwarded in either direction (RFC 9110 §7.6.1), besides `proxy-*` and those Connection names. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'te', 'trailer', 'trailers', 'transfer-encoding', 'upgrade']);
 
-/** Request headers the gateway sets itself (or that undici must not be given). */
-const SET_BY_GATEWAY = new Set(['host', 'x-forwarded-proto', 'x-forwarded-host', 'expect']);
+/**
+ * Request headers the gateway sets itself (or that undici must not be given), and those that only a proxy
+ * may set: at the edge nothing in front of tfgate is trusted, so a client's `X-Forwarded-Port: 443`,
+ * `X-Forwarded-Ssl: on` or `X-Real-IP` would otherwise reach a member that believes them.
+ */
+const SET_BY_GATEWAY = new Set([
+  'host', 'x-forwarded-proto', 'x-forwarded-host', 'expect',
+  'forwarded', 'x-real-ip', 'x-forwarded-port', 'x-forwarded-ssl', 'x-forwarded-scheme',
+]);
 
 /**
  * The flat header list sent upstream: Host first (the route's rewrite or the client's authority),
  * the client's headers in order with repeats kept, hop-by-hop ones removed, then X-Forwarded-For
- * appended to what the client sent and X-Forwarded-Proto/-Host set by us (never trusted from the client).
+ * appended to what the client sent, X-Forwarded-Proto/-Host, X-Real-IP and Forwarded (RFC 7239, this
+ * hop only) set by us, never trusted from the client.
  */
 export function upstreamHeaders(req: IncomingMessage, host: string, forwardedHost: string, proto: string, client: string): string[] {
   const raw = req.rawHeaders;
@@ -154,9 +162,26 @@ export function upstreamHeaders(req: IncomingMessage, host: string, forwardedHos
     'x-forwarded-for', forwardedFor ? `${forwardedFor}, ${client}` : client,
     'x-forwarded-proto', proto,
     'x-forwarded-host', forwardedHost,
+    'x-real-ip', client,
+    'forwarded', forwardedElement(client, forwardedHost, proto),
     'via', via ? `${via}, ${hop}` : hop,
   );
   return out;
+}
+
+/**
+ * This hop's `Forwarded` element (RFC 7239 §4): `for` is the client's address (an IPv6 one bracketed and
+ * quoted, §6), `host` the authority the client asked for, quoted since it may hold a port.
+ */
+export function forwardedElement(client: string, host: string, proto: string): string {
+  const node = client.includes(':') ? `"[${client}]"` : client;
+  return `for=${node};host=${quoted(host)};proto=${proto}`;
+}
+
+/** An RFC 9110 §5.6.4 quoted-string (a Host that passed parseHostname has nothing to escape). */
+function quoted(value: string): string {
+  const escaped = value.includes('"') || value.includes('\\') ? value.replace(/["\\]/g, '\\$&') : value;
+  return `"${escaped}"`;
 }
 
 /** The member's response headers for the client: order and repeats (Set-Cookie) kept, hop-by-hop removed. */

@@ -1,6 +1,7 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { httpGet, httpRequest, rawRequest, statusOf } from '../helpers/http.js';
 import { startUpstream } from '../helpers/upstream.js';
+import { forwardedElement } from '../../src/gateway/steps.js';
 import { startGateway } from './harness.js';
 
 async function upstream(name: string) {
@@ -93,6 +94,38 @@ describe('gateway headers', () => {
     expect(seen['x-forwarded-proto']).toBe('http');
     expect(seen['x-forwarded-host']).toBe('App.test:8080');
     expect(seen.host).toBe('App.test:8080');
+  });
+
+  it('never passes on what only a proxy may say: Forwarded, X-Real-IP, X-Forwarded-Port/-Ssl/-Scheme', async () => {
+    const member = await startUpstream();
+    onTestFinished(() => member.close());
+    const gw = await startGateway({ 'app.test': { members: [member.address] } });
+    await httpRequest(gw.port, {
+      host: 'app.test:8080',
+      headers: [
+        'Forwarded', 'for=203.0.113.7;proto=https',
+        'X-Real-IP', '203.0.113.7',
+        'X-Forwarded-Port', '443',
+        'X-Forwarded-Ssl', 'on',
+        'X-Forwarded-Scheme', 'https',
+        'X-Forwarded-Proto', 'https',
+        'x-real-ip', '203.0.113.8',
+      ],
+    });
+    const seen = member.requests[0]!;
+    expect(seen.headers.forwarded).toBe('for=127.0.0.1;host="app.test:8080";proto=http');
+    expect(seen.headers['x-real-ip']).toBe('127.0.0.1');
+    expect(seen.headers['x-forwarded-proto']).toBe('http');
+    for (const name of ['x-forwarded-port', 'x-forwarded-ssl', 'x-forwarded-scheme']) expect(seen.headers[name]).toBeUndefined();
+    // Exactly one of each, the gateway's own.
+    const names = seen.rawHeaders.filter((_, i) => i % 2 === 0).map((name) => name.toLowerCase());
+    expect(names.filter((name) => name === 'forwarded' || name === 'x-real-ip')).toEqual(['x-real-ip', 'forwarded']);
+  });
+
+  it('writes the Forwarded element of RFC 7239: IPv6 bracketed and quoted, host quoted', () => {
+    expect(forwardedElement('2001:db8::7', 'app.test', 'https')).toBe('for="[2001:db8::7]";host="app.test";proto=https');
+    expect(forwardedElement('unknown', '[::1]:8443', 'https')).toBe('for=unknown;host="[::1]:8443";proto=https');
+    expect(forwardedElement('192.0.2.1', 'a"b\\c', 'http')).toBe('for=192.0.2.1;host="a\\"b\\\\c";proto=http');
   });
 
   it('appends its own Via entry (RFC 9110 §7.6.3) to the ones the client sent', async () => {
