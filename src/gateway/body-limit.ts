@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { Transform } from 'node:stream';
 import type { Readable } from 'node:stream';
-import { PayloadTooLargeError, RequestTimeoutError } from './errors.js';
+import { PayloadTooLargeError, RequestTimeoutError, UpstreamTimeoutError } from './errors.js';
 
 /** Bounds on a request body as it streams upstream. */
 export interface BodyBounds {
@@ -12,12 +12,12 @@ export interface BodyBounds {
 }
 
 /**
- * The request body as sent upstream, watched: a body that moves no byte for `idleTimeoutMs` (a
- * client that went quiet mid-upload, or a member that stopped reading) is cut with a
- * {@link RequestTimeoutError}, so it cannot hold a member connection forever; a body over
- * `maxBytes` is cut with a {@link PayloadTooLargeError}. The member sees an aborted request, the
- * client a 408 or 413 (or a cut connection when the member already answered). Requests with a
- * Content-Length over the limit are refused before forwarding instead (Pipeline.route).
+ * The request body as sent upstream, watched: a body that moves no byte for `idleTimeoutMs` is cut, so
+ * it cannot hold a member connection forever: with a {@link RequestTimeoutError} (408) when the client
+ * went quiet mid-upload, with an {@link UpstreamTimeoutError} (504) when the member stopped reading it.
+ * A body over `maxBytes` is cut with a {@link PayloadTooLargeError}. The member sees an aborted
+ * request, the client a 408, 504 or 413 (or a cut connection when the member already answered).
+ * Requests with a Content-Length over the limit are refused before forwarding instead (Pipeline.route).
  */
 export function watchBody(req: IncomingMessage, bounds: BodyBounds): Readable {
   let seen = 0;
@@ -31,7 +31,13 @@ export function watchBody(req: IncomingMessage, bounds: BodyBounds): Readable {
     },
   });
   const idle = setTimeout(() => {
-    watched.destroy(new RequestTimeoutError(`request body sent nothing for ${idleTimeoutMs} ms`));
+    // Bytes still waiting here mean the member stopped taking them (backpressure), not the client.
+    const memberStalled = watched.readableLength > 0 || watched.writableLength > 0;
+    watched.destroy(
+      memberStalled
+        ? new UpstreamTimeoutError(`the member read none of the request body for ${idleTimeoutMs} ms`)
+        : new RequestTimeoutError(`request body sent nothing for ${idleTimeoutMs} ms`),
+    );
   }, idleTimeoutMs).unref();
   const stop = (): void => clearTimeout(idle);
   watched.once('finish', stop); // every body byte arrived

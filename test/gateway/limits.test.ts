@@ -141,6 +141,30 @@ describe('stalled request bodies', () => {
     expect(gw.logs.some((l) => l.code === 'GW_REQUEST_TIMEOUT')).toBe(true);
   });
 
+  it('answers 504, not 408, when it is the member that stops reading an upload', async () => {
+    const deaf = await startRawUpstream((socket) => socket.pause());
+    onTestFinished(() => deaf.close());
+    const gw = await startGateway(
+      { 'app.test': { members: [deaf.address] } },
+      { limits: { idleTimeoutMs: 500, upstreamResponseTimeoutMs: 10_000, maxBodyBytes: 0 } },
+    );
+    const socket = await rawConnect(gw.port);
+    onTestFinished(() => {
+      socket.destroy();
+    });
+    const answer = readUntil(socket, (t) => t.includes('\r\n\r\n'), 8_000);
+    socket.write(`POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: ${256 * 1024 * 1024}\r\n\r\n`);
+    // Write until every buffer between here and the deaf member is full (bounded: 256 MiB at most).
+    const chunk = Buffer.alloc(256 * 1024, 0x78);
+    for (let sent = 0; sent < 1024 && socket.write(chunk); sent++);
+    const started = Date.now();
+    const text = await answer;
+    expect(statusOf(text)).toBe(504);
+    expect(text).toMatch(/the member read none of the request body/);
+    expect(Date.now() - started).toBeLessThan(4_000);
+    expect(gw.logs.some((l) => l.code === 'GW_UPSTREAM_TIMEOUT')).toBe(true);
+  });
+
   it('answers 504 within the response timeout to a request waiting for a member connection held by another', async () => {
     const reader = await member((req, res) => {
       req.resume();
