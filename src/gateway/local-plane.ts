@@ -63,7 +63,7 @@ export class LocalPlane implements PlaneHost {
       metrics: this.trafficMetrics,
       certificates: () => dataPlane.certificates,
       redirectHttp: config.redirectHttp,
-      acmeChallenge: (token) => this.#challenges[token],
+      acmeChallenge: (token) => (Object.hasOwn(this.#challenges, token) ? this.#challenges[token] : undefined),
     });
     this.gateway = gateway;
   }

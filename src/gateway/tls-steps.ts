@@ -62,7 +62,8 @@ export function answerAcmeChallenge(req: IncomingMessage, res: ServerResponse, l
   const end = url.search(/[?#]/);
   const token = url.slice(ACME_CHALLENGE_PREFIX.length, end === -1 ? undefined : end);
   const keyAuthorization = /^[A-Za-z0-9_-]+$/.test(token) ? lookup(token) : undefined;
-  if (keyAuthorization === undefined) return false;
+  // A lookup into a plain object finds Object.prototype's names too (`constructor`): only a string is an answer.
+  if (typeof keyAuthorization !== 'string') return false;
   res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(keyAuthorization), 'cache-control': 'no-store' });
   res.end(req.method === 'HEAD' ? undefined : keyAuthorization);
   return true;

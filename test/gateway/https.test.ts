@@ -22,7 +22,7 @@ function spec(names: string[], source: CertificateSpec['source'], origin = names
 }
 
 /** A gateway with HTTP and HTTPS listeners, operator certificates for `www.example.com` and `*.example.com`. */
-async function startTlsGateway(options: { redirectHttp?: boolean; headersTimeoutMs?: number } = {}) {
+async function startTlsGateway(options: { redirectHttp?: boolean; headersTimeoutMs?: number; challenges?: Record<string, string> } = {}) {
   const member = await startUpstream((req, res) => res.end(`${req.headers.host} via ${req.headers['x-forwarded-proto']}`));
   const generated = await createSelfSignedCertificate(['gateway.test']);
   const routing = new RoutingStateBuilder();
@@ -51,6 +51,7 @@ async function startTlsGateway(options: { redirectHttp?: boolean; headersTimeout
     accessLog: false,
     certificates: () => dataPlane.certificates,
     ...(options.redirectHttp === undefined ? {} : { redirectHttp: options.redirectHttp }),
+    ...(options.challenges === undefined ? {} : { acmeChallenge: (token: string) => options.challenges?.[token] }),
   });
   const httpsPort = await gateway.listenHttps({ host: '127.0.0.1', port: 0 });
   const httpPort = await gateway.listenHttp({ host: '127.0.0.1', port: 0 });
@@ -191,6 +192,16 @@ describe('HTTP to HTTPS redirect', () => {
     expect((await httpRequest(httpPort, { host: 'shop.example.com' })).status).toBe(308);
     expect((await httpRequest(httpPort, { host: 'www.example.com', path: '/.well-known/acme-challenge/token' })).status).toBe(200);
     expect(await httpRequest(httpPort, { host: 'plain.test' })).toMatchObject({ status: 200, body: 'plain.test via http' });
+  });
+
+  it('answers ACME challenges it holds, and forwards any other token, Object.prototype names included', async () => {
+    const { httpPort } = await startTlsGateway({ challenges: { 'tok-1': 'tok-1.thumbprint' } });
+    const held = await httpRequest(httpPort, { host: 'plain.test', path: '/.well-known/acme-challenge/tok-1' });
+    expect(held).toMatchObject({ status: 200, body: 'tok-1.thumbprint' });
+    for (const token of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf']) {
+      const other = await httpRequest(httpPort, { host: 'plain.test', path: `/.well-known/acme-challenge/${token}` });
+      expect(other).toMatchObject({ status: 200, body: 'plain.test via http' });
+    }
   });
 
   it('is off with redirectHttp false', async () => {
