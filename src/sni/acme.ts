@@ -1,4 +1,5 @@
-import { Agent } from 'node:https';
+import { get as httpGet } from 'node:http';
+import { Agent, get as httpsGet } from 'node:https';
 import type * as AcmeClient from 'acme-client';
 import type { Logger } from '../log.js';
 
@@ -69,20 +70,24 @@ export class AcmeError extends Error {
  * process is affected.
  */
 export class AcmeIssuer implements CertificateIssuer {
-  readonly #setup: Promise<{ acme: Acme; client: AcmeClient.Client; interceptor: number }>;
-  readonly #email: string | null;
+  readonly #setup: Promise<{ acme: Acme; interceptor: number }>;
+  readonly #options: AcmeIssuerOptions;
+  readonly #agent: Agent | undefined;
   readonly #log: Logger;
-  #account: Promise<void> | undefined;
+  /**
+   * The acme-client Client and its account registration. acme-client keeps the first directory it read
+   * for a day, even an error page, so a failed order drops this and the next one starts afresh.
+   */
+  #session: Promise<AcmeSession> | undefined;
 
   constructor(options: AcmeIssuerOptions) {
-    this.#email = options.email;
+    this.#options = options;
     this.#log = options.log;
+    this.#agent = options.caPem !== null ? new Agent({ ca: options.caPem, keepAlive: false }) : undefined;
     this.#setup = loadAcme().then((acme) => {
-      // The client polls (authorizations, order) from 0.5 s, doubling to 8 s, at most 12 times (about a minute).
-      const client = new acme.Client({ directoryUrl: options.directoryUrl, accountKey: options.accountKeyPem, backoffAttempts: 12, backoffMin: 500, backoffMax: 8_000 });
       const origin = new URL(options.directoryUrl).origin;
-      const agent = options.caPem !== null ? new Agent({ ca: options.caPem, keepAlive: false }) : undefined;
-      const timeout = options.requestTimeoutMs ?? 30_000;
+      const agent = this.#agent;
+      const timeout = this.#timeoutMs;
       // acme-client shares one axios instance; this interceptor only touches requests to our directory.
       const interceptor = acme.axios.interceptors.request.use((config) => {
         if (config.url !== undefined && sameOrigin(config.url, origin)) {
@@ -97,7 +102,7 @@ export class AcmeIssuer implements CertificateIssuer {
         settings.retryMaxAttempts = 1;
         settings.retryDefaultDelay = 1;
       }
-      return { acme, client, interceptor };
+      return { acme, interceptor };
     });
     // A failure to load surfaces at the first order, as an AcmeError.
     this.#setup.catch(() => undefined);
@@ -105,9 +110,11 @@ export class AcmeIssuer implements CertificateIssuer {
 
   /** Orders a certificate for `fqdn` (a new ECDSA P-256 key), answering HTTP-01 through `challenges`; throws {@link AcmeError}. */
   async issue(fqdn: string, challenges: ChallengeSink): Promise<IssuedCertificate> {
+    const session = (this.#session ??= this.#newSession());
     try {
-      const { acme, client } = await this.#setup;
-      await this.#ensureAccount(client);
+      const { acme } = await this.#setup;
+      const { client } = await session;
+      await this.#ensureAccount(await session);
       const order = await client.createOrder({ identifiers: [{ type: 'dns', value: fqdn }] });
       const authorizations = await client.getAuthorizations(order);
       for (const authorization of authorizations) await this.#authorize(client, authorization, challenges);
@@ -117,7 +124,9 @@ export class AcmeIssuer implements CertificateIssuer {
       const certPem = await client.getCertificate(finalized);
       return { certPem, keyPem };
     } catch (err) {
-      throw err instanceof AcmeError ? err : new AcmeError(describe(err), { cause: err });
+      if (this.#session === session) this.#session = undefined;
+      if (err instanceof AcmeError) throw err;
+      throw new AcmeError(isLostTransportError(err) ? await this.#unreachable() : describe(err), { cause: err });
     }
   }
 
@@ -126,15 +135,34 @@ export class AcmeIssuer implements CertificateIssuer {
     this.#setup.then(({ acme, interceptor }) => acme.axios.interceptors.request.eject(interceptor), () => undefined);
   }
 
-  #ensureAccount(client: AcmeClient.Client): Promise<void> {
-    this.#account ??= (async () => {
-      await client.createAccount({ termsOfServiceAgreed: true, ...(this.#email !== null ? { contact: [`mailto:${this.#email}`] } : {}) });
-      this.#log.info({ account: client.getAccountUrl() }, 'ACME account ready');
-    })().catch((err: unknown) => {
-      this.#account = undefined; // try again on the next order
-      throw err;
-    });
-    return this.#account;
+  get #timeoutMs(): number {
+    return this.#options.requestTimeoutMs ?? 30_000;
+  }
+
+  async #newSession(): Promise<AcmeSession> {
+    const { acme } = await this.#setup;
+    // The client polls (authorizations, order) from 0.5 s, doubling to 8 s, at most 12 times (about a minute).
+    const client = new acme.Client({ directoryUrl: this.#options.directoryUrl, accountKey: this.#options.accountKeyPem, backoffAttempts: 12, backoffMin: 500, backoffMax: 8_000 });
+    return { client, account: undefined };
+  }
+
+  #ensureAccount(session: AcmeSession): Promise<void> {
+    const email = this.#options.email;
+    session.account ??= (async () => {
+      await session.client.createAccount({ termsOfServiceAgreed: true, ...(email !== null ? { contact: [`mailto:${email}`] } : {}) });
+      this.#log.info({ account: session.client.getAccountUrl() }, 'ACME account ready');
+    })();
+    return session.account;
+  }
+
+  /**
+   * Why the ACME server could not be reached. acme-client loses the transport error of a request that
+   * got no response (it fails with a TypeError instead), so one plain request to the directory finds it.
+   */
+  async #unreachable(): Promise<string> {
+    const url = this.#options.directoryUrl;
+    const reason = await transportError(url, this.#agent, this.#timeoutMs);
+    return `cannot reach the ACME server at ${url}: ${reason ?? 'a request got no response'}`;
   }
 
   async #authorize(client: AcmeClient.Client, authorization: AcmeClient.Authorization, challenges: ChallengeSink): Promise<void> {
@@ -150,6 +178,30 @@ export class AcmeIssuer implements CertificateIssuer {
       challenges.delete(challenge.token);
     }
   }
+}
+
+/** One acme-client Client and, once registered, its account. */
+interface AcmeSession {
+  readonly client: AcmeClient.Client;
+  account: Promise<void> | undefined;
+}
+
+/** acme-client's way of failing a request that got no response at all (refused, reset, timed out). */
+function isLostTransportError(err: unknown): boolean {
+  return err instanceof TypeError && err.message.includes("reading 'config'");
+}
+
+/** The transport error of one GET of `url` (undefined when it got a response), bounded by `timeoutMs`. */
+function transportError(url: string, agent: Agent | undefined, timeoutMs: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const get = url.startsWith('https:') ? httpsGet : httpGet;
+    const req = get(url, { ...(agent !== undefined ? { agent } : {}), timeout: timeoutMs }, (res) => {
+      res.resume();
+      resolve(undefined);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code !== undefined && !err.message.includes(err.code) ? `${err.message} (${err.code})` : err.message));
+  });
 }
 
 function sameOrigin(url: string, origin: string): boolean {

@@ -12,6 +12,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { startServer } from '../../src/main.js';
+import { AcmeIssuer, createAcmeKey } from '../../src/sni/acme.js';
 import type { RunningServer } from '../../src/main.js';
 import { httpGet } from '../helpers/http.js';
 import { freePort, startPebble } from '../helpers/pebble.js';
@@ -194,5 +195,42 @@ describe('ACME with Pebble', () => {
       expect(counted).toBeGreaterThanOrEqual(3);
       await gateway.server.close();
     }
+  });
+});
+
+describe('AcmeIssuer against a failing CA', () => {
+  const sink = { set: () => undefined, delete: () => undefined };
+
+  it('reads the directory again after an order failed, so one bad answer does not stop ACME until a restart', { timeout: 30_000 }, async () => {
+    let directoryReads = 0;
+    const ca = createServer((req, res) => {
+      const base = `http://127.0.0.1:${(ca.address() as AddressInfo).port}`;
+      if (req.url === '/dir') {
+        // The first read gets a maintenance page (200, not JSON); later ones the real directory.
+        if (directoryReads++ === 0) return void res.end('<html>down for maintenance</html>');
+        res.setHeader('content-type', 'application/json');
+        return void res.end(JSON.stringify({ newNonce: `${base}/nonce`, newAccount: `${base}/account`, newOrder: `${base}/order`, revokeCert: `${base}/revoke`, keyChange: `${base}/key` }));
+      }
+      if (req.url === '/nonce') return void res.writeHead(200, { 'replay-nonce': `nonce-${Date.now()}` }).end();
+      res.writeHead(403, { 'content-type': 'application/problem+json' });
+      res.end(JSON.stringify({ type: 'urn:ietf:params:acme:error:unauthorized', detail: `the test CA refuses ${req.url}` }));
+    });
+    ca.listen(0, '127.0.0.1');
+    await once(ca, 'listening');
+    onTestFinished(() => new Promise<void>((resolve) => ca.close(() => resolve())));
+    const issuer = new AcmeIssuer({ directoryUrl: `http://127.0.0.1:${(ca.address() as AddressInfo).port}/dir`, email: null, caPem: null, accountKeyPem: await createAcmeKey(), log: createLogger('silent') });
+    onTestFinished(() => issuer.close());
+    await expect(issuer.issue('app.test', sink)).rejects.toThrow(/ACME directory|API resource/);
+    // The next order reads the directory again and gets as far as the CA's own refusal.
+    await expect(issuer.issue('app.test', sink)).rejects.toThrow(/the test CA refuses \/account/);
+    expect(directoryReads).toBe(2);
+  });
+
+  it('says why the CA cannot be reached rather than an error from inside acme-client', { timeout: 30_000 }, async () => {
+    const directoryUrl = `http://127.0.0.1:${await freePort()}/dir`;
+    const issuer = new AcmeIssuer({ directoryUrl, email: null, caPem: null, accountKeyPem: await createAcmeKey(), log: createLogger('silent') });
+    onTestFinished(() => issuer.close());
+    const failure = await issuer.issue('app.test', sink).then(() => undefined, (err: Error) => err);
+    expect(failure?.message).toBe(`cannot reach the ACME server at ${directoryUrl}: connect ECONNREFUSED ${directoryUrl.slice(7, -4)}`);
   });
 });
