@@ -38,7 +38,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
   const routing = new RoutingStateBuilder();
   if (config.routesFile) routing.setStatic(await readRoutes(config.routesFile));
-  let ownCertificates = await loadGatewayCertificates(config, log);
+  let own = await loadGatewayCertificates(config, log);
   const ticketKeys = new TicketKeyRotation();
   const local = config.workers > 1 ? undefined : new LocalPlane(config, log, ticketKeys.current);
   const plane: PlaneHost =
@@ -56,7 +56,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     ? await startCertManager({ ...config.acme, certsDir: config.certsDir, stateDir: config.stateDir, log: log.child({ component: 'acme' }), onChange: () => refreshCertificates() })
     : undefined;
   const acmeSpecs = new Map<string, CertificateSpec>();
-  routing.setGatewayCertificates(withAcme(ownCertificates, acme, acmeSpecs));
+  routing.setGatewayCertificates(withAcme(own.specs, acme, acmeSpecs));
   acme?.challenges.subscribe((tokens) => plane.setChallenges(tokens));
   // ACME's abuse guard needs every published name, which costs the whole table: told at most every
   // 250 ms rather than at every publish, so a publish keeps costing only its change.
@@ -78,7 +78,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     if (state.version >= applied.version) applied = state;
   };
   refreshCertificates = (): void => {
-    routing.setGatewayCertificates(withAcme(ownCertificates, acme, acmeSpecs));
+    routing.setGatewayCertificates(withAcme(own.specs, acme, acmeSpecs));
     applyState(routing.snapshot()).catch((err: unknown) => log.error({ err }, 'certificates could not be installed'));
   };
 
@@ -144,8 +144,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       admin: adminAddress,
       publicKey: control.publicKey,
       async reload() {
-        ownCertificates = await loadGatewayCertificates(config, log);
-        routing.setGatewayCertificates(withAcme(ownCertificates, acme, acmeSpecs));
+        own = await loadGatewayCertificates(config, log, own.operator);
+        routing.setGatewayCertificates(withAcme(own.specs, acme, acmeSpecs));
         if (config.routesFile) {
           try {
             routing.setStatic(await readRoutes(config.routesFile));
@@ -179,23 +179,40 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   }
 }
 
+/** The gateway's own certificates: as plain state, and the operator's as loaded, by file. */
+interface GatewayCertificates {
+  readonly specs: Map<string, CertificateSpec>;
+  readonly operator: ReadonlyMap<string, StoredCertificate>;
+}
+
 /**
  * The gateway's own certificates as plain state: the default one (created on first start) and the
- * operator's files at the top of the certs directory; files that cannot be used are logged with the reason.
+ * operator's files at the top of the certs directory; files that cannot be used are logged with the
+ * reason. On a reload, a file that became unusable (half-written, say) keeps serving the certificate
+ * it held before, as long as that one is still valid; a file that is gone is gone.
  */
-async function loadGatewayCertificates(config: Config, log: Logger): Promise<Map<string, CertificateSpec>> {
+async function loadGatewayCertificates(config: Config, log: Logger, previous: ReadonlyMap<string, StoredCertificate> = new Map()): Promise<GatewayCertificates> {
   const now = new Date();
-  const certificates = new Map<string, CertificateSpec>();
+  const specs = new Map<string, CertificateSpec>();
+  const operator = new Map<string, StoredCertificate>();
   const fallback = await ensureDefaultCertificate(config.certsDir, config.defaultName, now);
-  certificates.set('default', toSpec(fallback));
+  specs.set('default', toSpec(fallback));
   const { loaded, skipped } = await loadOperatorCertificates(config.certsDir, now);
-  for (const { file, reason } of skipped) log.warn({ file, reason }, 'certificate file skipped');
-  for (const certificate of loaded) {
-    if (certificate.bundle.namesFromCommonName) log.warn({ file: certificate.origin, names: certificate.bundle.names }, 'certificate has no SAN DNS names: matched on its CN');
-    certificates.set(`operator:${certificate.origin}`, toSpec(certificate));
+  for (const certificate of loaded) operator.set(certificate.origin, certificate);
+  for (const { file, reason } of skipped) {
+    const kept = previous.get(file);
+    if (kept !== undefined && kept.bundle.notAfter > now) {
+      operator.set(file, kept);
+      log.warn({ file, reason, names: kept.servedFor }, 'certificate file unusable, the certificate it held before stays');
+    } else log.warn({ file, reason }, 'certificate file skipped');
   }
-  log.info({ operator: loaded.length, skipped: skipped.length, defaultName: config.defaultName }, 'certificates loaded');
-  return certificates;
+  // In file name order, as the files are read, so which of two files covering a name wins does not depend on a reload.
+  for (const certificate of [...operator.values()].sort((a, b) => (a.origin < b.origin ? -1 : 1))) {
+    if (certificate.bundle.namesFromCommonName) log.warn({ file: certificate.origin, names: certificate.bundle.names }, 'certificate has no SAN DNS names: matched on its CN');
+    specs.set(`operator:${certificate.origin}`, toSpec(certificate));
+  }
+  log.info({ operator: operator.size, skipped: skipped.length, defaultName: config.defaultName }, 'certificates loaded');
+  return { specs, operator };
 }
 
 /**

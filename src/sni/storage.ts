@@ -1,5 +1,5 @@
 import { chmodSync } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import type { Database as SqliteDatabase } from 'better-sqlite3';
@@ -18,14 +18,23 @@ export interface SkippedCertificateFile {
 /**
  * Loads the operator's certificates from the top level of the certs directory: every `NAME.pem`
  * (certificate, key and optional chain in one file) and every `NAME.crt` + `NAME.key` pair, indexed by
- * the names the certificate covers, whatever the file is called. Subfolders are the gateway's own.
- * Invalid, expired or not-yet-valid files are skipped with the reason.
+ * the names the certificate covers, whatever the file is called. Subfolders are the gateway's own;
+ * links to files are followed. Invalid, expired or not-yet-valid files are skipped with the reason.
  */
 export async function loadOperatorCertificates(certsDir: string, now: Date): Promise<{ loaded: StoredCertificate[]; skipped: SkippedCertificateFile[] }> {
   const entries = await readdir(certsDir, { withFileTypes: true });
-  const files = new Set(entries.filter((entry) => entry.isFile()).map((entry) => entry.name));
   const loaded: StoredCertificate[] = [];
   const skipped: SkippedCertificateFile[] = [];
+  const files = new Set<string>();
+  for (const entry of entries) {
+    if (entry.isFile()) files.add(entry.name);
+    else if (entry.isSymbolicLink()) {
+      // A link is how certbot's live/ directory (and most deploy tools) name the current files.
+      const target = await stat(join(certsDir, entry.name)).catch((err: NodeJS.ErrnoException) => err);
+      if (target instanceof Error) skipped.push({ file: entry.name, reason: `a link that cannot be followed (${target.code ?? target.message})` });
+      else if (target.isFile()) files.add(entry.name);
+    }
+  }
   for (const name of [...files].sort()) {
     let sources: string[];
     if (name.endsWith('.pem')) sources = [name];
@@ -70,6 +79,9 @@ export async function ensureDefaultCertificate(certsDir: string, name: string, n
   const generated = await createSelfSignedCertificate([name], 365, now);
   await writeFile(keyFile, generated.keyPem, { mode: 0o600 });
   await writeFile(certFile, generated.certPem, { mode: 0o644 });
+  // writeFile's mode applies only to a file it creates: one made anew over an older file keeps that file's mode.
+  await chmod(keyFile, 0o600);
+  await chmod(dir, 0o700);
   const bundle = parseCertificateBundle(generated.certPem + generated.keyPem);
   return Object.freeze({ bundle, source: 'default' as const, origin: 'default/cert.pem', servedFor: [] });
 }

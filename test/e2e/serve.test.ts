@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, request } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -151,6 +151,44 @@ describe('tfgate serve', () => {
     await gw.waitForLine((line) => line.msg === 'reloaded');
     expect(await presentedNames(https, 'blog.example.com')).toBe('DNS:*.example.com');
     expect(await presentedNames(https, 'docs.example.com')).toBe('DNS:docs.example.com');
+  });
+
+  it('follows links to certificate files, keeps what a half-written file held before on SIGHUP, and keeps its own key private', async () => {
+    const certsDir = mkdtempSync(join(tmpdir(), 'tfgate-certs-'));
+    const live = mkdtempSync(join(tmpdir(), 'tfgate-live-'));
+    const docs = makeCertificate({ names: ['docs.example.com'] });
+    writeFileSync(join(live, 'fullchain.pem'), docs.certPem);
+    writeFileSync(join(live, 'privkey.pem'), docs.keyPem);
+    symlinkSync(join(live, 'fullchain.pem'), join(certsDir, 'docs.crt'));
+    symlinkSync(join(live, 'privkey.pem'), join(certsDir, 'docs.key'));
+    symlinkSync(join(live, 'missing.pem'), join(certsDir, 'gone.pem'));
+    const shop = makeCertificate({ names: ['shop.example.com'] });
+    writeFileSync(join(certsDir, 'shop.pem'), shop.certPem + shop.keyPem);
+    // An older install's default key, world-readable and unusable: it is made anew, and must end up private.
+    mkdirSync(join(certsDir, 'default'), { mode: 0o755 });
+    writeFileSync(join(certsDir, 'default', 'key.pem'), 'old', { mode: 0o644 });
+    const gw = await startGatewayProcess(['--certs-dir', certsDir, '--default-name', 'gateway.test']);
+    const { https } = gw.listening;
+    expect(await presentedNames(https, 'docs.example.com')).toBe('DNS:docs.example.com');
+    expect(await gw.waitForLine((line) => line.msg === 'certificate file skipped' && line.file === 'gone.pem')).toMatchObject({ reason: expect.stringContaining('ENOENT') });
+    expect(statSync(join(certsDir, 'default', 'key.pem')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(certsDir, 'default')).mode & 0o777).toBe(0o700);
+
+    /** Waits for the n-th `reloaded` line since start. */
+    const reloaded = (n: number) => {
+      let seen = 0;
+      return gw.waitForLine((line) => line.msg === 'reloaded' && ++seen === n);
+    };
+    writeFileSync(join(certsDir, 'shop.pem'), shop.certPem.slice(0, 200)); // caught half-written
+    gw.child.kill('SIGHUP');
+    await reloaded(1);
+    expect(await gw.waitForLine((line) => line.msg === 'certificate file unusable, the certificate it held before stays')).toMatchObject({ file: 'shop.pem' });
+    expect(await presentedNames(https, 'shop.example.com')).toBe('DNS:shop.example.com');
+    // A file that is gone takes its certificate with it.
+    unlinkSync(join(certsDir, 'shop.pem'));
+    gw.child.kill('SIGHUP');
+    await reloaded(2);
+    expect(await presentedNames(https, 'shop.example.com')).toBe('DNS:gateway.test');
   });
 
   it('takes its settings from TFGATE_* environment variables', async () => {
