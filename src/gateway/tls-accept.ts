@@ -7,6 +7,14 @@ import { writeSocketError } from './respond.js';
 
 const kPresented = Symbol('tfgate.presented');
 type MarkedTlsSocket = TLSSocket & { [kPresented]?: unknown };
+type HelloProgress = Extract<ReturnType<typeof parseClientHello>, { kind: 'incomplete' }>['progress'];
+
+/**
+ * ALPN (RFC 7301 §3.2): we speak HTTP/1.x only and pick the first of ours the client offers, so a
+ * client offering h2 and http/1.1 gets http/1.1, `curl --http1.0` gets http/1.0, and one offering
+ * none of them gets the no_application_protocol alert. Clients that send no ALPN are not affected.
+ */
+const ALPN_PROTOCOLS = ['http/1.1', 'http/1.0'];
 
 /** What the listener chose for a handshake: the context, and a note kept on the connection for its requests. */
 export interface TlsChoice {
@@ -32,7 +40,12 @@ export interface TlsAcceptOptions {
  * Plain HTTP sent to the HTTPS port gets a 400 that says so.
  */
 export function acceptTls(socket: Socket, options: TlsAcceptOptions): void {
+  // What has arrived is received[0, length), grown by doubling: a ClientHello that arrives a byte at a
+  // time costs O(n) bytes copied, not O(n²). parseClientHello never waits for more than 16,464 bytes
+  // (MAX_CLIENT_HELLO_BYTES and 16 record headers), so that and the last chunk is all that is held.
   let received: Buffer = Buffer.alloc(0);
+  let length = 0;
+  let progress: HelloProgress | undefined;
   const fail = (reason: string): void => {
     cleanup();
     options.onFailure(reason, socket);
@@ -47,15 +60,31 @@ export function acceptTls(socket: Socket, options: TlsAcceptOptions): void {
     socket.off('error', onError);
     socket.off('end', onEnd);
   };
+  const append = (chunk: Buffer): void => {
+    if (length === 0) {
+      received = chunk; // the usual case: the whole ClientHello in one chunk, not copied
+    } else {
+      if (length + chunk.length > received.length) {
+        const grown = Buffer.alloc(Math.max(length + chunk.length, Math.min(2 * received.length, MAX_CLIENT_HELLO_BYTES + 1024)));
+        received.copy(grown, 0, 0, length);
+        received = grown;
+      }
+      chunk.copy(received, length);
+    }
+    length += chunk.length;
+  };
   const onData = (chunk: Buffer): void => {
-    received = received.length === 0 ? chunk : Buffer.concat([received, chunk]);
-    const hello = parseClientHello(received);
+    append(chunk);
+    // Parsed again only once a whole record header or record can have arrived, and from where it stopped.
+    if (length < (progress?.waitFor ?? 1)) return;
+    const data = received.subarray(0, length);
+    const hello = parseClientHello(data, progress);
     if (hello.kind === 'incomplete') {
-      if (received.length > MAX_CLIENT_HELLO_BYTES + 1024) fail('ClientHello over the size limit');
+      progress = hello.progress;
       return;
     }
     if (hello.kind === 'invalid') {
-      if (looksLikeHttp(received)) {
+      if (looksLikeHttp(data)) {
         cleanup();
         clearTimeout(timer);
         options.onFailure('plain HTTP sent to the HTTPS port', socket);
@@ -68,7 +97,7 @@ export function acceptTls(socket: Socket, options: TlsAcceptOptions): void {
     }
     cleanup();
     socket.pause();
-    socket.unshift(received);
+    socket.unshift(data);
     let choice: TlsChoice;
     try {
       choice = options.select(hello.servername);
@@ -77,7 +106,7 @@ export function acceptTls(socket: Socket, options: TlsAcceptOptions): void {
       return;
     }
     // TLSSocket reads what was unshifted before it reads the socket's handle.
-    const tls: MarkedTlsSocket = new TLSSocket(socket, { isServer: true, secureContext: choice.context, ALPNProtocols: ['http/1.1'] });
+    const tls: MarkedTlsSocket = new TLSSocket(socket, { isServer: true, secureContext: choice.context, ALPNProtocols: ALPN_PROTOCOLS });
     tls[kPresented] = choice.presented;
     let secure = false;
     tls.once('secure', () => {

@@ -1,3 +1,4 @@
+import { constants } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import type { SecureContext } from 'node:tls';
 import { LRUCache } from 'lru-cache';
@@ -49,7 +50,13 @@ export class SecureContextCache {
     this.#cache.clear();
   }
 
-  /** The context for a bundle, built on first use. */
+  /**
+   * The context for a bundle, built on first use. OpenSSL refuses TLS 1.2 renegotiation with it (a
+   * no_renegotiation alert, RFC 5246 §7.2.2): the gateway asks for no client certificates, so nothing
+   * needs it. Node's own limit (3 per 10 minutes) and `disableRenegotiation()` do not work on the
+   * standalone TLSSocket of tls-accept.ts: they report through an error event only a tls.Server's
+   * sockets emit, so a client could renegotiate thousands of times a second.
+   */
   get(bundle: CertificateBundle): SecureContext {
     let context = this.#cache.get(bundle.id);
     if (!context) {
@@ -57,6 +64,7 @@ export class SecureContextCache {
         cert: bundle.certPem,
         key: bundle.keyPem,
         minVersion: 'TLSv1.2',
+        secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
         ...(this.#ticketKeys ? { ticketKeys: this.#ticketKeys } : {}),
       });
       this.#cache.set(bundle.id, context);
