@@ -179,8 +179,8 @@ export class Commands {
   /**
    * Takes back a held session's clusters from the store at start-up (into the session, the owners
    * map and the routing state, without writing them again). A cluster the account may no longer
-   * publish, an operator's static name, or an fqdn another restored session holds is dropped from
-   * the store with a log line. The caller installs the routing state.
+   * publish, an operator's static name, an fqdn another restored session holds, or a certificate
+   * that no longer parses is dropped from the store with a log line. The caller installs the routing state.
    */
   restore(session: Session, clusters: readonly PublishedCluster[]): void {
     for (const cluster of clusters) {
@@ -189,9 +189,13 @@ export class Commands {
         this.#checkPermitted(session, cluster.fqdn, cluster.fqdn);
         // Only a damaged store holds one fqdn twice for a session: keep the first.
         if (this.#owners.has(cluster.fqdn)) reason = `${cluster.fqdn} is stored twice for this session`;
+        // An earlier version may have accepted it (e.g. a key now refused); the data planes parse it
+        // the same way, and one that throws there would stop the start.
+        else if (cluster.certificate) parseCertificateBundle(cluster.certificate.certPem + cluster.certificate.keyPem);
       } catch (err) {
-        if (!(err instanceof ForbiddenError)) throw err;
-        reason = err.message;
+        if (err instanceof CertificateError) reason = `certificate refused: ${err.message}`;
+        else if (err instanceof ForbiddenError) reason = err.message;
+        else throw err;
       }
       if (reason === undefined) {
         this.#install([{ session, id: cluster.id, next: cluster }], 'memory');
@@ -254,7 +258,8 @@ export class Commands {
 
   /**
    * Validates a publish's `ssl` text before anything changes (protocol.md, "The ssl text in detail"):
-   * one unencrypted key matching a certificate, valid now, covering the fqdn; the chain served leaf first.
+   * one unencrypted key matching a certificate, of a kind and size tfgate serves, valid now, covering
+   * the fqdn; the leaf served with its issuer chain only.
    */
   #sessionCertificate(ssl: string, fqdn: string): CertificateSpec {
     let bundle: CertificateBundle;

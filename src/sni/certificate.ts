@@ -7,7 +7,7 @@ import { CertificateError } from './errors.js';
 export interface CertificateBundle {
   /** sha256 of the leaf (hex): the bundle's identity in the store and in routing state. */
   readonly id: string;
-  /** Leaf first, then the intermediates, each as PEM; what the TLS context serves. */
+  /** Leaf first, then its issuer chain (each certificate issued by the next), as PEM; what the TLS context serves. */
   readonly certPem: string;
   /** The private key as PEM (PKCS#8). */
   readonly keyPem: string;
@@ -104,9 +104,10 @@ function pemBlock(label: string, body: string): PemBlock {
 
 /**
  * Parses certificates and exactly one unencrypted private key given in any order; the leaf is the
- * certificate whose public key matches the key, and the chain is ordered leaf first by issuer.
- * Throws {@link CertificateError} naming the failed check. Validity dates and names are checked by
- * {@link checkCertificate}.
+ * certificate whose public key matches the key, and the chain is the leaf's issuer chain, leaf
+ * first; certificates that are not part of it are not served. Every served certificate's key must
+ * pass {@link keyRefusal}. Throws {@link CertificateError} naming the failed check. Validity dates
+ * and names are checked by {@link checkCertificate}.
  */
 export function parseCertificateBundle(text: string): CertificateBundle {
   if (typeof text !== 'string' || text.trim() === '') throw new CertificateError('no certificate', 'no certificate: the text holds no PEM blocks');
@@ -139,8 +140,10 @@ export function parseCertificateBundle(text: string): CertificateBundle {
   }
   const leaf = certificates.find((certificate) => certificate.checkPrivateKey(key));
   if (!leaf) throw new CertificateError('key does not match', 'key does not match: no certificate in the text belongs to the private key');
+  const refusal = keyRefusal(leaf.publicKey, 'leaf');
+  if (refusal !== null) throw new CertificateError('unsupported key', `unsupported key: certificate key ${refusal}`);
 
-  const chain = orderChain(leaf, certificates.filter((certificate) => certificate !== leaf));
+  const chain = issuerChain(leaf, certificates.filter((certificate) => certificate !== leaf));
   const { names, fromCommonName } = coveredNames(leaf);
   return Object.freeze({
     id: createHash('sha256').update(leaf.raw).digest('hex'),
@@ -191,15 +194,109 @@ function coveredNames(leaf: X509Certificate): { names: string[]; fromCommonName:
   return { names, fromCommonName };
 }
 
-function orderChain(leaf: X509Certificate, rest: X509Certificate[]): X509Certificate[] {
-  const ordered: X509Certificate[] = [];
+/**
+ * The leaf's issuer chain: each certificate issued by the next (name match and a signature that
+ * verifies), ending at a self-signed one or where no issuer was given. The others are dropped: they
+ * would only add bytes to every handshake. A certificate named as an issuer must have a key
+ * {@link keyRefusal} accepts for the chain; it is checked before its signature is verified, so no
+ * signature is ever verified with a key that is not.
+ */
+function issuerChain(leaf: X509Certificate, rest: readonly X509Certificate[]): X509Certificate[] {
+  const chain: X509Certificate[] = [];
   const remaining = [...rest];
   let current = leaf;
-  for (;;) {
-    const index = remaining.findIndex((candidate) => current.checkIssued(candidate));
+  while (!(current.checkIssued(current) && signedBy(current, current))) {
+    const subject = current;
+    const index = remaining.findIndex((candidate) => subject.checkIssued(candidate) && signedBy(subject, checkedChainCertificate(candidate)));
     if (index === -1) break;
     current = remaining.splice(index, 1)[0]!;
-    ordered.push(current);
+    chain.push(current);
   }
-  return [...ordered, ...remaining];
+  return chain;
+}
+
+/** True when `issuer`'s key verifies `certificate`'s signature. */
+function signedBy(certificate: X509Certificate, issuer: X509Certificate): boolean {
+  try {
+    return certificate.verify(issuer.publicKey);
+  } catch {
+    return false;
+  }
+}
+
+/** `certificate`, when its key may be served in a chain; else throws naming it. */
+function checkedChainCertificate(certificate: X509Certificate): X509Certificate {
+  const subject = certificate.subject.replace(/\n/g, ', ');
+  let key: KeyObject;
+  try {
+    key = certificate.publicKey;
+  } catch (err) {
+    throw new CertificateError('unsupported key', `unsupported key: chain certificate "${subject}" has a key that cannot be read`, { cause: err });
+  }
+  const refusal = keyRefusal(key, 'chain');
+  if (refusal !== null) throw new CertificateError('unsupported key', `unsupported key: chain certificate "${subject}" key ${refusal}`);
+  return certificate;
+}
+
+/**
+ * Smallest RSA key served: OpenSSL refuses to serve a smaller leaf at its default security level
+ * ("ee key too small"), so every handshake for the name would fail.
+ */
+export const MIN_RSA_BITS = 2048;
+/**
+ * Largest RSA key of a leaf: the leaf's key signs every full handshake on the worker's main thread,
+ * and the cost grows with the cube of the size (RSA-4096 ~5 ms, RSA-8192 ~40 ms, RSA-16384 ~240 ms),
+ * so one name with a bigger key lets anyone stall every tenant by handshaking for it.
+ */
+export const MAX_LEAF_RSA_BITS = 4096;
+/**
+ * Largest RSA key of a chain certificate: its key signs nothing during a handshake (the gateway never
+ * uses it; clients verify with the public exponent, which is cheap), so roots and intermediates of
+ * private CAs may be bigger than a leaf, but not absurd.
+ */
+export const MAX_CHAIN_RSA_BITS = 8192;
+/**
+ * Largest RSA public exponent, in bits: 65537 is what everyone uses; a huge exponent would make each
+ * verification of the key's signatures (ours at publish, clients' at every handshake) cost like a
+ * private-key operation.
+ */
+export const MAX_RSA_PUBLIC_EXPONENT_BITS = 32;
+/** EC curves served, OpenSSL's name → the name people know: the ones TLS clients verify everywhere. */
+export const SUPPORTED_CURVES: ReadonlyMap<string, string> = new Map([
+  ['prime256v1', 'P-256'],
+  ['secp384r1', 'P-384'],
+]);
+
+/** What a served certificate is: the leaf (its key signs each handshake) or a certificate of its chain. */
+export type CertificateRole = 'leaf' | 'chain';
+
+/**
+ * The rule for the keys tfgate serves: RSA of {@link MIN_RSA_BITS} bits up to
+ * {@link MAX_LEAF_RSA_BITS} for a leaf ({@link MAX_CHAIN_RSA_BITS} in its chain), EC on a
+ * {@link SUPPORTED_CURVES} curve, or Ed25519. Returns why `key` is refused
+ * (`RSA 16384 bits is over the 4096-bit limit`), or null when it is served.
+ */
+export function keyRefusal(key: KeyObject, role: CertificateRole): string | null {
+  const type = key.asymmetricKeyType;
+  const details = key.asymmetricKeyDetails ?? {};
+  switch (type) {
+    case 'rsa': {
+      const bits = details.modulusLength ?? 0;
+      const maxBits = role === 'leaf' ? MAX_LEAF_RSA_BITS : MAX_CHAIN_RSA_BITS;
+      if (bits < MIN_RSA_BITS) return `RSA ${bits} bits is under the ${MIN_RSA_BITS}-bit minimum`;
+      if (bits > maxBits) return `RSA ${bits} bits is over the ${maxBits}-bit limit`;
+      const exponent = details.publicExponent ?? 0n;
+      if (exponent.toString(2).length > MAX_RSA_PUBLIC_EXPONENT_BITS) return `RSA public exponent of ${exponent.toString(2).length} bits is over the ${MAX_RSA_PUBLIC_EXPONENT_BITS}-bit limit`;
+      return null;
+    }
+    case 'ec': {
+      const curve = details.namedCurve;
+      if (curve !== undefined && SUPPORTED_CURVES.has(curve)) return null;
+      return `curve ${curve ?? 'with explicit parameters'} is not supported (${[...SUPPORTED_CURVES.values()].join(', ')})`;
+    }
+    case 'ed25519':
+      return null;
+    default:
+      return `type ${type ?? 'unknown'} is not supported (RSA, EC ${[...SUPPORTED_CURVES.values()].join(' or ')}, Ed25519)`;
+  }
 }

@@ -10,6 +10,7 @@ export class CertificateError extends Error {
       | 'several keys'
       | 'encrypted key'
       | 'key does not match'
+      | 'unsupported key'
       | 'not yet valid'
       | 'expired'
       | 'name not covered',
