@@ -1,7 +1,7 @@
 import { parseAuthority, parseHostname } from '../hostname.js';
 import type { Logger } from '../log.js';
 import { parseMemberAddress } from '../upstreams/index.js';
-import { CertificateError, checkCertificate, parseCertificateBundle } from '../sni/index.js';
+import { CertificateError, checkCertificate, checkServable, parseCertificateBundle } from '../sni/index.js';
 import type { CertificateBundle } from '../sni/index.js';
 import type { CertificateSpec, RoutingState } from '../vhost/index.js';
 import type { Domains } from './domains.js';
@@ -266,6 +266,7 @@ export class Commands {
     try {
       bundle = parseCertificateBundle(ssl);
       checkCertificate(bundle, fqdn, new Date(this.#now()));
+      checkServable(bundle);
     } catch (err) {
       if (err instanceof CertificateError) throw new BadParamsError(`${fqdn}: certificate refused: ${err.message}`, { cause: err });
       throw err;

@@ -11,6 +11,7 @@ export class CertificateError extends Error {
       | 'encrypted key'
       | 'key does not match'
       | 'unsupported key'
+      | 'not servable'
       | 'not yet valid'
       | 'expired'
       | 'name not covered',

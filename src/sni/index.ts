@@ -1,4 +1,4 @@
-export { parseCertificateBundle, checkCertificate, nameCovers, splitPem } from './certificate.js';
+export { parseCertificateBundle, checkCertificate, checkServable, nameCovers, splitPem } from './certificate.js';
 export type { CertificateBundle } from './certificate.js';
 export { CertStore, SecureContextCache, certificateCovers } from './cert-store.js';
 export type { CertificateSource, StoredCertificate } from './cert-store.js';

@@ -3,7 +3,7 @@ import { chmod, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'no
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import type { Database as SqliteDatabase } from 'better-sqlite3';
-import { checkCertificate, parseCertificateBundle } from './certificate.js';
+import { checkCertificate, checkServable, parseCertificateBundle } from './certificate.js';
 import type { CertificateBundle } from './certificate.js';
 import { CertificateError } from './errors.js';
 import { createSelfSignedCertificate } from './self-signed.js';
@@ -53,6 +53,7 @@ export async function loadOperatorCertificates(certsDir: string, now: Date): Pro
       const text = (await Promise.all(sources.map((file) => readFile(join(certsDir, file), 'utf8')))).join('\n');
       const bundle = parseCertificateBundle(text);
       checkValidity(bundle, now);
+      checkServable(bundle);
       if (bundle.names.length === 0) throw new CertificateError('name not covered', 'the certificate names no DNS name');
       loaded.push(Object.freeze({ bundle, source: 'operator' as const, origin: name, servedFor: bundle.names }));
     } catch (err) {

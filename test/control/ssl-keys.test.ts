@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import forge from 'node-forge';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { openStore } from '../../src/control/index.js';
-import { makeCa } from '../helpers/certs.js';
+import { makeCa, makeCertificate } from '../helpers/certs.js';
 import type { TestCertificate } from '../helpers/certs.js';
 import { startTestControlPlane } from '../helpers/control-client.js';
 
@@ -45,6 +45,17 @@ describe('session certificate keys', () => {
     );
     expect(gw.membersOf('big.test')).toBeUndefined();
     expect(gw.membersOf('small.test')).toBeUndefined();
+  });
+
+  it('refuses at publish a certificate OpenSSL will not serve (signed with SHA-1 or MD5), with its reason', async () => {
+    const gw = await startTestControlPlane();
+    const client = await gw.session();
+    for (const digest of ['sha1', 'md5'] as const) {
+      const weak = makeCertificate({ names: [`${digest}.test`], issuer: ca, digest });
+      const reply = await client.request('publish_web', publish(`${digest}.`, weak.certPem + weak.keyPem + ca.certPem));
+      expect(reply.params.exception).toMatch(new RegExp(`^${digest}\\.test: certificate refused: not servable: OpenSSL will not use it \\(.*md too weak`));
+      expect(gw.membersOf(`${digest}.test`)).toBeUndefined();
+    }
   });
 
   it('drops at start, with a log line, a stored cluster whose certificate an earlier version accepted but this one does not serve', async () => {

@@ -19,6 +19,8 @@ export interface CertificateOptions {
   /** The CA that signs it; self-signed when absent. */
   readonly issuer?: TestCertificate;
   readonly isCa?: boolean;
+  /** The signature's digest (sha256 unless given); sha1 and md5 make what OpenSSL refuses to serve. */
+  readonly digest?: 'sha256' | 'sha1' | 'md5';
 }
 
 function rsaKey(): forge.pki.rsa.PrivateKey {
@@ -41,7 +43,7 @@ export function makeCertificate(options: CertificateOptions = {}): TestCertifica
   const extensions: object[] = [{ name: 'basicConstraints', cA: options.isCa ?? false }];
   if (names.length > 0) extensions.push({ name: 'subjectAltName', altNames: names.map((value) => ({ type: 2, value })) });
   cert.setExtensions(extensions);
-  cert.sign(options.issuer?.key ?? key, forge.md.sha256.create());
+  cert.sign(options.issuer?.key ?? key, forge.md[options.digest ?? 'sha256'].create());
   return { cert, key, certPem: forge.pki.certificateToPem(cert), keyPem: forge.pki.privateKeyToPem(key) };
 }
 
