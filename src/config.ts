@@ -97,17 +97,27 @@ interface FlagSpec {
   readonly help: string;
   readonly values?: readonly string[];
   readonly min?: number;
+  readonly max?: number;
+  /** Listen flags: the host of a bare `PORT` (or `:PORT`); every interface when absent. */
+  readonly defaultHost?: string;
 }
+
+/**
+ * The longest duration a flag takes: Node's timers wrap anything over 2^31 - 1 ms (24.8 days) to 1 ms,
+ * which would turn a long health interval into a flood and a long drain into none; this leaves room
+ * for the few seconds some timers add.
+ */
+const MAX_DURATION_MS = 480 * 3_600_000;
 
 /** Every `serve` flag: its kind, default and one line of help. Env name: `TFGATE_` + upper-snake of the flag. */
 export const SERVE_FLAGS = {
   http: { kind: 'listen', default: '8080', help: 'HTTP listener: PORT or HOST:PORT (0 = any free port)' },
   https: { kind: 'listen', default: '8443', help: 'HTTPS listener (TLS 1.2+, certificate chosen by SNI): PORT or HOST:PORT' },
-  admin: { kind: 'listen', default: '127.0.0.1:9090', help: 'admin listener (health, metrics, status): HOST:PORT' },
+  admin: { kind: 'listen', default: '127.0.0.1:9090', defaultHost: '127.0.0.1', help: 'admin listener (health, metrics, status): HOST:PORT (a bare PORT stays on 127.0.0.1)' },
   control: { kind: 'listen', default: '2020', help: 'control queue (ZeroMQ ROUTER): PORT or HOST:PORT' },
   'state-dir': { kind: 'path', default: './state', help: 'directory for keys and the SQLite store (created 0700)' },
   'certs-dir': { kind: 'path', default: './certs', help: 'directory for certificates (created 0700)' },
-  workers: { kind: 'int', default: String(availableParallelism()), min: 1, help: 'data plane processes (default: one per CPU; 1 = everything in one process)' },
+  workers: { kind: 'int', default: String(availableParallelism()), min: 1, max: 256, help: 'data plane processes (default: one per CPU; 1 = everything in one process)' },
   'default-name': { kind: 'hostname', default: 'localhost', help: "the gateway's own name, on its self-signed default certificate" },
   'redirect-http': { kind: 'bool', default: true, help: 'redirect plain HTTP (308) to HTTPS for names with a certificate of their own' },
   routes: { kind: 'path', default: null, help: 'JSON file of static clusters, reloaded on SIGHUP' },
@@ -121,16 +131,16 @@ export const SERVE_FLAGS = {
   'acme-directory': { kind: 'string', default: null, help: 'ACME directory URL: certificates for published names (off unless set)' },
   'acme-email': { kind: 'string', default: null, help: 'contact address of the ACME account' },
   'acme-ca': { kind: 'path', default: null, help: "PEM file of the CA to trust for the ACME server's own HTTPS (a private CA)" },
-  'acme-renew-percent': { kind: 'int', default: '33', min: 1, help: 'renew when less than this percentage of the lifetime remains (100 = always due)' },
+  'acme-renew-percent': { kind: 'int', default: '33', min: 1, max: 100, help: 'renew when less than this percentage of the lifetime remains (100 = always due)' },
   'acme-retry': { kind: 'duration', default: '1m', help: 'first retry after a failed order; doubles per failure up to 6h' },
-  'max-header-bytes': { kind: 'int', default: '16384', min: 1024, help: 'request header block size limit (431 beyond)' },
+  'max-header-bytes': { kind: 'int', default: '16384', min: 1024, max: 1_048_576, help: 'request header block size limit (431 beyond)' },
   'max-header-count': { kind: 'int', default: '100', min: 1, help: 'request header count limit (431 beyond)' },
   'header-timeout': { kind: 'duration', default: '10s', help: 'time a client has to send its request headers' },
   'idle-timeout': { kind: 'duration', default: '60s', help: 'idle keep-alive connections are closed after this' },
   'upstream-connect-timeout': { kind: 'duration', default: '5s', help: 'time to connect to a member' },
   'upstream-response-timeout': { kind: 'duration', default: '30s', help: 'time for a member to send its response headers' },
   'upstream-max-connections': { kind: 'int', default: '128', min: 1, help: 'keep-alive pool size per member' },
-  'control-max-frame': { kind: 'int', default: '1048576', min: 1024, help: 'largest control frame accepted, in bytes' },
+  'control-max-frame': { kind: 'int', default: '1048576', min: 1024, max: 67_108_864, help: 'largest control frame accepted, in bytes' },
   'control-rate': { kind: 'int', default: '200', min: 1, help: 'control messages per second per session' },
   'max-clusters-per-session': { kind: 'int', default: '1000', min: 1, help: 'clusters one control session may publish' },
   'max-pending-domains-per-account': { kind: 'int', default: '100', min: 1, help: 'domains one account may have prepared and not yet claimed (unexpired tokens)' },
@@ -138,7 +148,7 @@ export const SERVE_FLAGS = {
   'max-connections': { kind: 'int', default: '16384', min: 1, help: 'open client connections across the HTTP and HTTPS listeners' },
   'max-connections-per-client': { kind: 'int', default: '1024', min: 1, help: 'open client connections from one address' },
   'max-body-bytes': { kind: 'int', default: '0', help: 'request body size limit, 413 beyond (0 = no limit)' },
-  'retry-budget': { kind: 'int', default: '20', help: 'retries on another member, as a percentage of requests (0 = never retry)' },
+  'retry-budget': { kind: 'int', default: '20', max: 100, help: 'retries on another member, as a percentage of requests (0 = never retry)' },
   'max-in-flight-per-member': { kind: 'int', default: '4096', min: 1, help: 'requests and WebSocket tunnels open to one member; past it others take them, or 503' },
   'health-path': { kind: 'string', default: null, help: 'path GET on every member to check its health (off unless set)' },
   'health-interval': { kind: 'duration', default: '10s', help: 'time between two health checks of a member' },
@@ -279,7 +289,7 @@ function readConfigFile(path: string): Record<string, unknown> {
     throw new ConfigError(`config file ${path} must hold a JSON object of flag names to values`);
   }
   for (const key of Object.keys(parsed)) {
-    if (!(key in SERVE_FLAGS)) throw new ConfigError(`config file ${path}: unknown key "${key}" (keys are the serve flags, e.g. "http")`);
+    if (!Object.hasOwn(SERVE_FLAGS, key)) throw new ConfigError(`config file ${path}: unknown key "${key}" (keys are the serve flags, e.g. "http")`);
   }
   return parsed as Record<string, unknown>;
 }
@@ -306,16 +316,22 @@ function convert(flag: string, spec: FlagSpec, value: unknown, from: string): un
   }
   const text = typeof value === 'number' ? String(value) : typeof value === 'string' ? value : bad(`expected a value, got ${JSON.stringify(value)}`);
   switch (spec.kind) {
-    case 'listen':
-      return parseListen(text) ?? bad(`expected PORT or HOST:PORT, got ${JSON.stringify(text)}`);
+    case 'listen': {
+      const address = parseListen(text) ?? bad(`expected PORT or HOST:PORT, got ${JSON.stringify(text)}`);
+      return address.host === '' && spec.defaultHost !== undefined ? Object.freeze({ host: spec.defaultHost, port: address.port }) : address;
+    }
     case 'int': {
       if (!/^[0-9]+$/.test(text)) return bad(`expected a whole number, got ${JSON.stringify(text)}`);
       const n = Number(text);
       if (spec.min !== undefined && n < spec.min) return bad(`must be at least ${spec.min}`);
+      if (spec.max !== undefined && n > spec.max) return bad(`must be at most ${spec.max}`);
+      if (!Number.isSafeInteger(n)) return bad(`${text} is too large`);
       return n;
     }
-    case 'duration':
-      return parseDurationMs(text) ?? bad(`expected a duration such as 500ms, 10s or 5m, got ${JSON.stringify(text)}`);
+    case 'duration': {
+      const ms = parseDurationMs(text) ?? bad(`expected a duration such as 500ms, 10s or 5m, got ${JSON.stringify(text)}`);
+      return ms <= MAX_DURATION_MS ? ms : bad(`must be at most ${MAX_DURATION_MS / 3_600_000}h, got ${JSON.stringify(text)}`);
+    }
     case 'enum':
       return spec.values!.includes(text) ? text : bad(`expected one of ${spec.values!.join(', ')}, got ${JSON.stringify(text)}`);
     case 'path':

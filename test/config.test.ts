@@ -70,6 +70,40 @@ describe('loadConfig', () => {
     expect(() => loadConfig(['--config', file], {})).toThrow('unknown key "htp"');
   });
 
+  it('refuses a config file key that is only an Object.prototype name', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tfgate-config-'));
+    const file = join(dir, 'config.json');
+    for (const key of ['constructor', 'toString', 'hasOwnProperty', '__proto__']) {
+      writeFileSync(file, `{"http": 80, "${key}": 1}`);
+      expect(() => loadConfig(['--config', file], {})).toThrow(`unknown key "${key}"`);
+    }
+  });
+
+  it('keeps a bare admin port on loopback, as the default is', () => {
+    expect(loadConfig(['--admin', '9091'], {}).admin).toEqual({ host: '127.0.0.1', port: 9091 });
+    expect(loadConfig(['--admin', ':9091'], {}).admin).toEqual({ host: '127.0.0.1', port: 9091 });
+    expect(loadConfig([], { TFGATE_ADMIN: '0' }).admin).toEqual({ host: '127.0.0.1', port: 0 });
+    expect(loadConfig(['--admin', '0.0.0.0:9091'], {}).admin).toEqual({ host: '0.0.0.0', port: 9091 });
+    expect(loadConfig(['--http', '81'], {}).http).toEqual({ host: '', port: 81 });
+  });
+
+  it.each([
+    [['--health-interval', '1000h'], '--health-interval: must be at most 480h'],
+    [['--drain-timeout', '2147483648'], '--drain-timeout: must be at most 480h'],
+    [['--session-grace', '720h'], '--session-grace: must be at most 480h'],
+    [['--workers', '99999999999999999999'], '--workers: must be at most 256'],
+    [['--max-header-bytes', '99999999999999999999'], '--max-header-bytes: must be at most 1048576'],
+    [['--max-connections', '99999999999999999999'], '--max-connections: 99999999999999999999 is too large'],
+    [['--retry-budget', '101'], '--retry-budget: must be at most 100'],
+  ] as const)('refuses %j, which no timer or limit can honour', (argv, message) => {
+    expect(() => loadConfig(argv, {})).toThrow(message);
+  });
+
+  it('takes the longest duration and the largest numbers it allows', () => {
+    expect(loadConfig(['--session-grace', '480h'], {}).sessionGraceMs).toBe(480 * 3_600_000);
+    expect(loadConfig(['--workers', '256'], {}).workers).toBe(256);
+  });
+
   it('documents every flag with its env name in --help', () => {
     const help = serveHelp();
     for (const flag of Object.keys(SERVE_FLAGS)) {
