@@ -215,7 +215,7 @@ export class Pipeline {
       member: ex.member?.address,
       client: ex.client,
     });
-    sendError(ex.res, err);
+    ex.bytes += sendError(ex.res, err);
   }
 }
 

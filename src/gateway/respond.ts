@@ -17,23 +17,27 @@ export function asGatewayError(err: unknown): GatewayError {
   return new GatewayError(`internal error: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }
 
-/** Logs a refused or failed request once, with the error and its code. */
+/**
+ * Logs a refused or failed request once. A failure (5xx) is the gateway's or a member's problem: an
+ * error line with the error, its cause and stack. A refusal (4xx) is the client's, and anyone on the
+ * internet can cause thousands: a debug line with the code and reason only (the access log has it too).
+ */
 export function logFailure(log: Logger, err: GatewayError, fields: Record<string, unknown>): void {
   if (err.statusCode < 400) return; // a redirect: the access log line is enough
-  const record = { ...fields, code: err.code, status: err.statusCode, err };
-  if (err.statusCode >= 500) log.error(record, 'request failed');
-  else log.warn(record, 'request refused');
+  if (err.statusCode >= 500) log.error({ ...fields, code: err.code, status: err.statusCode, err }, 'request failed');
+  else log.debug({ ...fields, code: err.code, status: err.statusCode, reason: err.message }, 'request refused');
 }
 
 /**
- * Answers `res` with the error's status and reason. When the response head is already out the
- * only honest signal left is to cut the connection, so the client sees a truncated message.
+ * Answers `res` with the error's status and reason; returns the body bytes sent. When the response
+ * head is already out the only honest signal left is to cut the connection, so the client sees a
+ * truncated message.
  * Framing and header errors close the connection: the rest of what the client sends cannot be trusted.
  */
-export function sendError(res: ServerResponse, err: GatewayError): void {
+export function sendError(res: ServerResponse, err: GatewayError): number {
   if (res.headersSent || res.destroyed) {
     res.destroy();
-    return;
+    return 0;
   }
   const body = `${err.statusCode} ${STATUS_CODES[err.statusCode] ?? 'Error'}: ${err.message}\n`;
   const close = closesConnection(err.statusCode);
@@ -46,6 +50,7 @@ export function sendError(res: ServerResponse, err: GatewayError): void {
     ...(close ? ['Connection', 'close'] : []),
   ]);
   res.end(body);
+  return res.req?.method === 'HEAD' ? 0 : Buffer.byteLength(body);
 }
 
 const kClosing = Symbol('tfgate.closing');
