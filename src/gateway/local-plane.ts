@@ -1,7 +1,9 @@
+import { SERVE_FLAGS } from '../config.js';
 import type { Config, ListenAddress } from '../config.js';
 import type { Logger } from '../log.js';
 import { HealthChecker } from '../upstreams/index.js';
 import type { RoutingState } from '../vhost/index.js';
+import { openFileLimit, planeConnectionCaps } from './connection-caps.js';
 import { DataPlane } from './data-plane.js';
 import { Gateway } from './gateway.js';
 import { PlaneMetrics } from './metrics.js';
@@ -10,7 +12,7 @@ import type { PlaneReport } from './plane-report.js';
 import type { PlaneHost } from './plane-host.js';
 
 /** The part of the config a data plane process runs on (plain data: it crosses IPC to workers). */
-export type PlaneConfig = Pick<Config, 'limits' | 'balancer' | 'accessLog' | 'redirectHttp' | 'healthCheck' | 'logLevel'>;
+export type PlaneConfig = Pick<Config, 'limits' | 'balancer' | 'accessLog' | 'redirectHttp' | 'healthCheck' | 'logLevel' | 'workers'>;
 
 /**
  * One process's data plane, whole: the route table and certificates compiled from the routing state,
@@ -55,8 +57,22 @@ export class LocalPlane implements PlaneHost {
               : healthLog.warn({ member: member.address, reason }, 'member failed its health checks, taken out'),
         })
       : undefined;
+    const caps = planeConnectionCaps(config.limits, config.workers, openFileLimit());
+    if (caps.openFileLimit !== undefined) {
+      // Lowering the default is routine on a machine with a modest `ulimit -n`; lowering what the operator asked for is news.
+      const asked = config.limits.maxConnections !== Number(SERVE_FLAGS['max-connections'].default);
+      log[asked ? 'warn' : 'info'](
+        {
+          openFileLimit: caps.openFileLimit,
+          maxConnections: caps.maxConnections,
+          workers: config.workers,
+          hint: 'a forwarded connection holds two open files (client and member); raise ulimit -n or lower --max-connections',
+        },
+        'connection cap lowered to what the open-file limit allows',
+      );
+    }
     gateway = new Gateway({
-      limits: config.limits,
+      limits: { ...config.limits, maxConnections: caps.maxConnections, maxConnectionsPerClient: caps.maxConnectionsPerClient },
       routes: dataPlane.routes,
       log,
       accessLog: config.accessLog,
