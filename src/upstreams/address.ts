@@ -28,10 +28,20 @@ export function parseMemberAddress(text: string, defaultPort = 80): MemberAddres
   }
   const host = parseHostname(hostPart, { allowPort: false });
   if (!host.ok) return { ok: false, reason: `member ${JSON.stringify(text)}: ${host.reason}` };
+  if (isIP(host.hostname) === 0 && IPV4_SHORTHAND.test(host.hostname)) {
+    return { ok: false, reason: `member ${JSON.stringify(text)}: an IPv4 address in shorthand (${host.hostname}); write it as four decimal numbers, such as 10.0.0.5` };
+  }
   const refused = refusedMemberIp(unbracket(host.hostname));
   if (refused !== undefined) return { ok: false, reason: `member ${JSON.stringify(text)}: ${refused}` };
   return { ok: true, value: Object.freeze({ host: host.hostname, port, address: `${host.hostname}:${port}` }) };
 }
+
+/**
+ * What the system resolver reads as an IPv4 address although it is not a dotted quad (inet_aton: `0`,
+ * `0x7f.1`, `2852039166`, `00.0.0.0`). Such a host would pass as a name and reach the address it
+ * stands for, past the checks below (the kernel even turns 0.0.0.0 into the gateway host itself).
+ */
+const IPV4_SHORTHAND = /^(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}$/i;
 
 /** A member host as net.connect and address checks take it: an IPv6 literal without its brackets. */
 export function unbracket(host: string): string {

@@ -150,7 +150,16 @@ describe('parseMemberAddress', () => {
     },
   );
 
-  it.each(['127.0.0.1:80', '10.0.0.1:80', '172.17.0.2:80', '192.168.1.1:80', '[::1]:80', '[fd00::1]:80', '[::ffff:10.0.0.1]:80', 'localhost:80'])('still accepts %j', (text) => {
+  it.each(['0:80', '0x0:8080', '00.0.0.0:80', '2852039166:80', '0xa9.0xfe.0xa9.0xfe', '127.1:80', '0177.0.0.1:80', '010.0.0.5'])(
+    'refuses %j: an IPv4 address in shorthand would pass as a name and reach what it stands for',
+    (text) => {
+      const parsed = parseMemberAddress(text);
+      expect(parsed.ok).toBe(false);
+      expect(!parsed.ok && parsed.reason).toMatch(/an IPv4 address in shorthand/);
+    },
+  );
+
+  it.each(['127.0.0.1:80', '10.0.0.1:80', '172.17.0.2:80', '192.168.1.1:80', '[::1]:80', '[fd00::1]:80', '[::ffff:10.0.0.1]:80', 'localhost:80', '0x.example:80', '3com.example', 'a1.b2:80'])('still accepts %j', (text) => {
     expect(parseMemberAddress(text).ok).toBe(true);
   });
 });
