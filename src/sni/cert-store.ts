@@ -10,6 +10,23 @@ export type CertificateSource = 'session' | 'operator' | 'acme' | 'default';
 
 const PRECEDENCE: Record<CertificateSource, number> = { session: 0, operator: 1, acme: 2, default: 3 };
 
+/**
+ * TLS 1.3's suites, then for TLS 1.2 only ECDHE key exchange with AEAD ciphers (Mozilla's
+ * "intermediate" profile, without DHE: no dhparam is configured). Node's default list also takes
+ * suites such as AES128-SHA, with no forward secrecy and CBC; every client since about 2013 has these.
+ */
+const CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
 /** A certificate the store can serve, and for which names. */
 export interface StoredCertificate {
   readonly bundle: CertificateBundle;
@@ -65,6 +82,7 @@ export class SecureContextCache {
         key: bundle.keyPem,
         minVersion: 'TLSv1.2',
         secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
+        ciphers: CIPHERS,
         ...(this.#ticketKeys ? { ticketKeys: this.#ticketKeys } : {}),
       });
       this.#cache.set(bundle.id, context);

@@ -237,6 +237,23 @@ describe('HTTPS listener against hostile or unusual clients', () => {
     expect(await requestOn(next, 'GET / HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n')).toMatch(/^HTTP\/1\.1 200 [^]*\r\n\r\nhello$/);
   });
 
+  it('negotiates TLS 1.2 only with forward-secret AEAD suites, refusing a client that offers only AES128-SHA or AES128-GCM-SHA256', async () => {
+    const { httpsPort } = await startTlsGateway();
+    for (const ciphers of ['AES128-SHA', 'AES128-GCM-SHA256', 'ECDHE-RSA-AES128-SHA']) {
+      const failed = await connectTls(httpsPort, { maxVersion: 'TLSv1.2', ciphers }).then(
+        (socket) => (socket.destroy(), 'connected'),
+        (err: NodeJS.ErrnoException) => err.code ?? err.message,
+      );
+      expect(failed, ciphers).not.toBe('connected');
+    }
+    const modern = await connectTls(httpsPort, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-RSA-AES128-GCM-SHA256' });
+    expect(modern.getCipher().name).toBe('ECDHE-RSA-AES128-GCM-SHA256');
+    modern.destroy();
+    const tls13 = await connectTls(httpsPort, {});
+    expect(tls13.getProtocol()).toBe('TLSv1.3');
+    tls13.destroy();
+  });
+
   it('accepts a client offering only http/1.0 by ALPN, and still prefers http/1.1 when it is offered', async () => {
     const { httpsPort } = await startTlsGateway();
     const http10 = await connectTls(httpsPort, { ALPNProtocols: ['http/1.0'] });
