@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Limits } from '../config.js';
 import { GatewayError } from '../errors.js';
@@ -17,7 +17,10 @@ import { checkHead, clientAddress, hasBody, resolveTarget, upstreamHeaders } fro
 import type { RequestTarget } from './steps.js';
 import { answerAcmeChallenge } from './tls-steps.js';
 
-/** Counts requests between their start and their response's close, so shutdown can wait for them. */
+/**
+ * Counts requests between their start and their response's close, so shutdown can wait for them.
+ * A pipelined request starts when Node hands it over, while it still waits behind earlier ones.
+ */
 export interface RequestTracker {
   started(): void;
   ended(): void;
@@ -58,30 +61,54 @@ export interface Routed {
 /** A request goes to at most this many members: the first, and one retry. */
 const MAX_ATTEMPTS = 2;
 
+/**
+ * Requests one connection may have waiting behind the one being forwarded before its socket is
+ * paused, so that the parser stops making more (see {@link Lane}).
+ */
+const MAX_QUEUED_PER_CONNECTION = 8;
+
 const kExchange = Symbol('tfgate.exchange');
 type TrackedResponse = ServerResponse & { [kExchange]?: Exchange };
 
 /**
  * The request path of one listener: head checks → target → route (one read of the route table) →
  * member → forward; a retry on another member when the first could not be connected to; errors
- * answered by respond.ts; one access-log line when the response closes.
+ * answered by respond.ts; one access-log line when the response closes. A client connection has
+ * one request on this path at a time; the ones it pipelines wait their turn (see {@link Lane}).
  */
 export class Pipeline {
   readonly #o: PipelineOptions;
+  /** One per client connection that has sent a request; gone with its socket. */
+  readonly #lanes = new WeakMap<Duplex, Lane>();
   #closing = false;
 
   constructor(options: PipelineOptions) {
     this.#o = options;
   }
 
-  /** The `request` listener. Hot path: synchronous, one exchange object per request. */
+  /**
+   * The `request` listener. Node emits it for every request it parses, pipelined ones included: a
+   * request waits in its connection's lane while an earlier one on the connection is being answered.
+   * Hot path: synchronous, one exchange object per request.
+   */
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const ex = new Exchange(this, req, res, this.#o.now(), clientAddress(req));
+    const ex = new Exchange(this, req, res, this.#o.now(), clientAddress(req), this.#lane(req.socket));
     (res as TrackedResponse)[kExchange] = ex;
     res.on('close', onResponseClose);
-    if (res.socket === null) closeWithConnection(req, res);
     req.on('error', ignore); // a client reset surfaces through 'close'; an unheard 'error' would crash
     this.#o.tracker.started();
+    if (ex.lane.active !== undefined) {
+      ex.lane.wait(ex);
+      return;
+    }
+    this.#run(ex);
+  };
+
+  /** Answers or forwards `ex`, now the one request of its connection in progress. */
+  #run(ex: Exchange): void {
+    const { req, res } = ex;
+    ex.lane.active = ex;
+    if (res.socket === null) closeWithConnection(req, res);
     if (closingConnection(req)) {
       // Read after a response that closes the connection: its answer could never be sent (RFC 9112 §9.6).
       // The connection's close closes this response too (closeWithConnection), which counts it out.
@@ -115,7 +142,26 @@ export class Pipeline {
       // A bug must cost one request a 500, never the process (a throw here is an uncaught exception).
       this.#fail(ex, asGatewayError(err));
     }
-  };
+  }
+
+  /** The lane of `socket`'s connection, made on its first request. */
+  #lane(socket: Duplex): Lane {
+    let lane = this.#lanes.get(socket);
+    if (lane === undefined) {
+      lane = new Lane(socket);
+      this.#lanes.set(socket, lane);
+    }
+    return lane;
+  }
+
+  /** The lane's request in progress has closed: run the next one still waiting, if its connection is still there. */
+  #next(lane: Lane): void {
+    while (lane.active === undefined && !lane.socket.destroyed) {
+      const ex = lane.take();
+      if (ex === undefined) return;
+      if (!ex.closed) this.#run(ex);
+    }
+  }
 
   /** Routes a request (plain or upgrade): head checks, hostname, route, member, upstream headers. */
   route(req: IncomingMessage, client: string = clientAddress(req)): Routed | GatewayError {
@@ -180,29 +226,39 @@ export class Pipeline {
     this.#fail(ex, err);
   }
 
-  /** The response closed (finished or cut): count it out, record its metrics and write the access-log line. */
+  /**
+   * The response closed (finished or cut): count it out, record its metrics and write the access-log
+   * line; then the next request waiting on its connection, if any, goes ahead.
+   */
   responseClosed(ex: Exchange): void {
+    if (ex.closed) return;
+    ex.closed = true;
     this.#o.tracker.ended();
     const res = ex.res;
     // 499 (nginx's "client closed request") when the client left before any answer.
     const status = res.headersSent ? res.statusCode : 499;
     this.#o.metrics?.request(ex.routed?.route.fqdn, status, ex.upstreamMs);
-    if (!this.#o.accessLog) return;
-    this.#o.log.info(
-      {
-        fqdn: ex.routed?.route.fqdn,
-        method: ex.req.method,
-        path: ex.path || ex.req.url,
-        status,
-        durationMs: this.#o.now() - ex.start,
-        member: ex.member?.address,
-        bytes: ex.bytes,
-        client: ex.client,
-        ...(ex.error !== undefined ? { code: ex.error.code } : {}),
-        ...(ex.clientGone || !res.writableFinished ? { aborted: true } : {}),
-      },
-      'request',
-    );
+    if (this.#o.accessLog) {
+      this.#o.log.info(
+        {
+          fqdn: ex.routed?.route.fqdn,
+          method: ex.req.method,
+          path: ex.path || ex.req.url,
+          status,
+          durationMs: this.#o.now() - ex.start,
+          member: ex.member?.address,
+          bytes: ex.bytes,
+          client: ex.client,
+          ...(ex.error !== undefined ? { code: ex.error.code } : {}),
+          ...(ex.clientGone || !res.writableFinished ? { aborted: true } : {}),
+        },
+        'request',
+      );
+    }
+    if (ex.lane.active === ex) {
+      ex.lane.active = undefined;
+      this.#next(ex.lane);
+    }
   }
 
   #fail(ex: Exchange, err: GatewayError): void {
@@ -240,6 +296,8 @@ class Exchange implements ForwardExchange {
   upstreamMs: number | undefined;
   attempts = 0;
   error: GatewayError | undefined;
+  /** The response has closed and the request was counted out. */
+  closed = false;
 
   constructor(
     readonly pipeline: Pipeline,
@@ -247,6 +305,7 @@ class Exchange implements ForwardExchange {
     readonly res: ServerResponse,
     readonly start: number,
     readonly client: string,
+    readonly lane: Lane,
   ) {}
 
   get method(): string {
@@ -256,6 +315,64 @@ class Exchange implements ForwardExchange {
   upstreamDone(member: Upstream, err: GatewayError | undefined, retryable: boolean): void {
     this.pipeline.upstreamDone(this, member, err, retryable);
   }
+}
+
+/**
+ * The requests of one client connection, answered one at a time. HTTP/1.1 sends the answers to
+ * pipelined requests in order (RFC 9112 §9.3.2), so forwarding them all at once gains the client
+ * nothing it can use, while it lets one connection hold a member connection and an in-flight slot
+ * per request it pipelines. So one request is in progress and the others wait here, untouched
+ * (not routed, no member picked); while more than {@link MAX_QUEUED_PER_CONNECTION} wait, the
+ * socket is paused so the parser stops making requests. Waiting requests are counted in flight
+ * from the start, like any other: when the connection goes they are closed, which counts them out
+ * (499), and none of them reaches a member. (A client that leaves while its socket is paused has
+ * its FIN behind the bytes not read: the gateway learns of it only when writing an answer fails, so
+ * the one request started after the last answer written may still reach a member.)
+ */
+class Lane {
+  /** The request in progress: from Pipeline's #run until its response closes. */
+  active: Exchange | undefined;
+  readonly #waiting: Exchange[] = [];
+  #paused = false;
+
+  constructor(readonly socket: Duplex) {
+    socket.on('resume', this.#onResume);
+    socket.once('close', this.#onClose);
+  }
+
+  /** Queues a request behind the one in progress. */
+  wait(ex: Exchange): void {
+    this.#waiting.push(ex);
+    if (this.#waiting.length > MAX_QUEUED_PER_CONNECTION && !this.#paused) {
+      this.#paused = true;
+      this.socket.pause();
+    }
+  }
+
+  /** The next waiting request, if any; reading resumes once few enough wait. */
+  take(): Exchange | undefined {
+    const ex = this.#waiting.shift();
+    if (this.#paused && this.#waiting.length <= MAX_QUEUED_PER_CONNECTION) {
+      this.#paused = false;
+      this.socket.resume();
+    }
+    return ex;
+  }
+
+  /** node:http resumes the socket on its own (a response finished, a body is read): not while too many wait. */
+  readonly #onResume = (): void => {
+    if (this.#paused) this.socket.pause();
+  };
+
+  /**
+   * The connection is gone. A waiting response that Node has given the socket is closed by Node;
+   * the others have none, and Node never closes them (see {@link closeWithConnection}).
+   */
+  readonly #onClose = (): void => {
+    for (const ex of this.#waiting.splice(0)) {
+      if (ex.res.socket === null && !ex.res.writableFinished) ex.res.emit('close');
+    }
+  };
 }
 
 function onResponseClose(this: TrackedResponse): void {
