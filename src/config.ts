@@ -68,7 +68,16 @@ export interface Limits {
   readonly retryBudgetPercent: number;
   /** Requests in flight to one member before it takes no more (circuit breaker). */
   readonly maxInFlightPerMember: number;
+  /**
+   * A WebSocket tunnel with no traffic either way for this long is closed; 0 = never. Optional only
+   * so that limits written out by hand before it existed still type-check: absent means
+   * {@link DEFAULT_TUNNEL_IDLE_TIMEOUT_MS}, the flag's default.
+   */
+  readonly tunnelIdleTimeoutMs?: number;
 }
+
+/** `--tunnel-idle-timeout`'s default (1h, as HAProxy's usual `timeout tunnel`), in ms. */
+export const DEFAULT_TUNNEL_IDLE_TIMEOUT_MS = 3_600_000;
 
 /** Active health checks of members; null when off. */
 export interface HealthCheckConfig {
@@ -137,6 +146,7 @@ export const SERVE_FLAGS = {
   'max-header-count': { kind: 'int', default: '100', min: 1, help: 'request header count limit (431 beyond)' },
   'header-timeout': { kind: 'duration', default: '10s', help: 'time a client has to send its request headers' },
   'idle-timeout': { kind: 'duration', default: '60s', help: 'idle keep-alive connections are closed after this' },
+  'tunnel-idle-timeout': { kind: 'duration', default: '1h', help: 'WebSocket tunnels with no traffic either way are closed after this (0 = never)' },
   'upstream-connect-timeout': { kind: 'duration', default: '5s', help: 'time to connect to a member' },
   'upstream-response-timeout': { kind: 'duration', default: '30s', help: 'time for a member to send its response headers' },
   'upstream-max-connections': { kind: 'int', default: '128', min: 1, help: 'keep-alive pool size per member' },
@@ -225,6 +235,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       maxHeaderCount: get('max-header-count') as number,
       headersTimeoutMs: get('header-timeout') as number,
       idleTimeoutMs: get('idle-timeout') as number,
+      tunnelIdleTimeoutMs: get('tunnel-idle-timeout') as number,
       upstreamConnectTimeoutMs: get('upstream-connect-timeout') as number,
       upstreamResponseTimeoutMs: get('upstream-response-timeout') as number,
       upstreamMaxConnections: get('upstream-max-connections') as number,

@@ -16,6 +16,7 @@ describe('loadConfig', () => {
     expect(config.sessionGraceMs).toBe(60_000);
     expect(config.limits.headersTimeoutMs).toBe(10_000);
     expect(config.limits.idleTimeoutMs).toBe(60_000);
+    expect(config.limits.tunnelIdleTimeoutMs).toBe(3_600_000);
     expect(config.limits.upstreamConnectTimeoutMs).toBe(5_000);
     expect(config.limits.upstreamResponseTimeoutMs).toBe(30_000);
     expect(config.accessLog).toBe(true);
@@ -41,6 +42,12 @@ describe('loadConfig', () => {
     expect(loadConfig(['--access-log=false'], {}).accessLog).toBe(false);
     expect(loadConfig(['--access-log'], {}).accessLog).toBe(true);
     expect(loadConfig([], { TFGATE_ACCESS_LOG: 'false' }).accessLog).toBe(false);
+  });
+
+  it('reads --tunnel-idle-timeout as a duration, 0 turning it off', () => {
+    expect(loadConfig(['--tunnel-idle-timeout', '90s'], {}).limits.tunnelIdleTimeoutMs).toBe(90_000);
+    expect(loadConfig([], { TFGATE_TUNNEL_IDLE_TIMEOUT: '0' }).limits.tunnelIdleTimeoutMs).toBe(0);
+    expect(() => loadConfig(['--tunnel-idle-timeout', 'never'], {})).toThrow('--tunnel-idle-timeout: expected a duration');
   });
 
   it('reads lists from env as comma-separated names', () => {

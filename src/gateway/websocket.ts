@@ -4,6 +4,7 @@ import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
+import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS } from '../config.js';
 import type { Limits } from '../config.js';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -25,7 +26,8 @@ import { clientAddress, filterResponseHeaders } from './steps.js';
  * response timeout, 502 with the reason otherwise. http-proxy's traps are guarded here: one proxy
  * instance with `xfwd` off (we set X-Forwarded-* ourselves, never trusting the client's), an error
  * listener on the proxy and on both sockets, both sockets destroyed when either side closes or fails,
- * non-101 answers relayed with their hop-by-hop headers replaced by `Connection: close`.
+ * non-101 answers relayed with their hop-by-hop headers replaced by `Connection: close`. An open
+ * tunnel with no traffic either way for the tunnel idle timeout is closed (http-proxy sets none).
  */
 
 /** An upgrade goes to at most this many members: the first, and one retry (as pipeline.ts). */
@@ -218,7 +220,24 @@ export class WebSocketProxy {
       upstream.on('end', destroyBoth);
       tunnel.socket.on('end', destroyBoth);
       if (tunnel.closed || tunnel.socket.readableEnded) destroyBoth();
+      else this.#watchIdle(tunnel, destroyBoth);
       this.#log.debug({ fqdn: tunnel.route.fqdn, member: tunnel.member.address }, 'websocket tunnel open');
+    });
+  }
+
+  /**
+   * Closes the open tunnel after the tunnel idle timeout without traffic. Every byte of the tunnel,
+   * either way, is read or written on the client socket, so that socket's own inactivity timeout
+   * is the tunnel's (http-proxy set it to 0 before the upgrade; nothing sets it after this).
+   */
+  #watchIdle(tunnel: Tunnel, destroyBoth: () => void): void {
+    const idleMs = this.#limits.tunnelIdleTimeoutMs ?? DEFAULT_TUNNEL_IDLE_TIMEOUT_MS;
+    if (idleMs === 0) return;
+    const socket = tunnel.socket as Socket;
+    socket.setTimeout(idleMs);
+    socket.once('timeout', () => {
+      this.#log.debug({ fqdn: tunnel.route.fqdn, member: tunnel.member.address, idleMs }, 'websocket tunnel idle, closed');
+      destroyBoth();
     });
   }
 

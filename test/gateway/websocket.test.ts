@@ -115,6 +115,44 @@ describe('gateway WebSocket upgrades', () => {
     await waitFor(() => memberOf(gw, 'ws.test', upstream.address).inFlight === 0, 3_000, 'inFlight back to 0');
   });
 
+  it('closes a tunnel after the tunnel idle timeout without traffic either way, both sides, and releases the member', async () => {
+    const upstream = await echoUpstream();
+    const gw = await startGateway({ 'ws.test': { members: [upstream.address] } }, { limits: { tunnelIdleTimeoutMs: 600 } });
+    const client = await connectClient(gw.port);
+    client.write(handshake('ws.test'));
+    await readUntil(client, (t) => t.includes('\r\n\r\n'));
+    await waitFor(() => upstream.sockets.size === 1, 3_000, 'member socket');
+    const [memberSide] = upstream.sockets;
+    const member = memberOf(gw, 'ws.test', upstream.address);
+    let closedAt = 0;
+    client.once('close', () => (closedAt = Date.now()));
+    const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+    // Traffic keeps the tunnel open well past the timeout: first the client speaking (and the echo)...
+    for (let i = 0; i < 8; i++) {
+      const reply = once(client, 'data');
+      client.write(frame(`ping ${i}`, true));
+      expect(unframe((await reply)[0] as Buffer)).toBe(`ping ${i}`);
+      await pause(100);
+    }
+    // ...then only the member, the client silent.
+    let lastTraffic = 0;
+    for (let i = 0; i < 8; i++) {
+      await pause(100);
+      const pushed = once(client, 'data');
+      memberSide!.write(frame(`push ${i}`, false));
+      expect(unframe((await pushed)[0] as Buffer)).toBe(`push ${i}`);
+      lastTraffic = Date.now();
+    }
+    expect(closedAt).toBe(0);
+    expect(member.inFlight).toBe(1);
+    // Silence: both sides closed once the timeout has passed, and counted out as other tunnel closes are.
+    await waitFor(() => closedAt !== 0, 3_000, 'the client side to close');
+    expect(closedAt - lastTraffic).toBeGreaterThanOrEqual(500);
+    await waitFor(() => upstream.sockets.size === 0, 3_000, 'the member side to close');
+    await waitFor(() => member.inFlight === 0, 3_000, 'inFlight back to 0');
+    expect(gw.logs.some((l) => l.msg === 'websocket tunnel idle, closed' && l.fqdn === 'ws.test' && l.idleMs === 600)).toBe(true);
+  });
+
   it('closes the client when the member goes away', async () => {
     const upstream = await echoUpstream();
     const gw = await startGateway({ 'ws.test': { members: [upstream.address] } });
