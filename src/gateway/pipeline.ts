@@ -67,6 +67,14 @@ const MAX_ATTEMPTS = 2;
  */
 const MAX_QUEUED_PER_CONNECTION = 8;
 
+/**
+ * Requests one connection may have waiting at all. One read of the socket is parsed whole before the
+ * pause takes effect, so a client can still make ~1,700 tiny requests wait at once (~3 MB of heap) on
+ * each of thousands of connections; past this many the connection is closed. Browsers do not pipeline,
+ * and a client that does gets nothing from more than a few requests ahead.
+ */
+const MAX_WAITING_PER_CONNECTION = 128;
+
 const kExchange = Symbol('tfgate.exchange');
 type TrackedResponse = ServerResponse & { [kExchange]?: Exchange };
 
@@ -343,6 +351,10 @@ class Lane {
   /** Queues a request behind the one in progress. */
   wait(ex: Exchange): void {
     this.#waiting.push(ex);
+    if (this.#waiting.length > MAX_WAITING_PER_CONNECTION) {
+      this.socket.destroy(); // its 'close' closes every waiting response (#onClose)
+      return;
+    }
     if (this.#waiting.length > MAX_QUEUED_PER_CONNECTION && !this.#paused) {
       this.#paused = true;
       this.socket.pause();

@@ -114,4 +114,16 @@ describe('pipelined requests', () => {
     expect(member.requests.length).toBeLessThanOrEqual(2);
     expect(member.seen.maxActive).toBe(1);
   });
+
+  it('closes a connection that makes more than 128 requests wait, before any of them reaches a member', async () => {
+    const member = await countingMember(() => {}); // never answers: the first request holds the connection's turn
+    const gw = await startGateway({ 'app.test': { members: [member.address] } });
+    const client = await connectClient(gw.port);
+    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    // 2,000 minimal requests in one write: one read of the socket parses far more than 128 of them.
+    client.write(pipelined(2_000));
+    await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('the connection stayed open')), 3_000))]);
+    await waitFor(() => gw.gateway.inFlight === 0, 5_000, 'every request counted out');
+    expect(member.requests.length).toBeLessThanOrEqual(1);
+  });
 });
