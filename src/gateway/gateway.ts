@@ -268,6 +268,13 @@ export class Gateway {
    * server ignore it), on a one-shot response since Node has detached the socket from its parser.
    */
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, pipeline: Pipeline): void {
+    if (pipeline.answering(socket)) {
+      // Pipelined behind a request still being answered: node:http has handed the socket over, but that
+      // answer still owns it, and the new protocol's bytes would mix with it. Nothing good can follow.
+      this.#log.debug({ method: req.method, url: req.url, upgrade: req.headers.upgrade }, 'upgrade pipelined behind an unanswered request: connection closed');
+      socket.destroy();
+      return;
+    }
     if (isWebSocketUpgrade(req)) {
       this.#websockets.handle(req, socket, head, pipeline);
       return;

@@ -152,6 +152,11 @@ export class Pipeline {
     }
   }
 
+  /** Whether a request on `socket`'s connection is being answered now (an upgrade behind it cannot be taken). */
+  answering(socket: Duplex): boolean {
+    return this.#lanes.get(socket)?.active !== undefined;
+  }
+
   /** The lane of `socket`'s connection, made on its first request. */
   #lane(socket: Duplex): Lane {
     let lane = this.#lanes.get(socket);

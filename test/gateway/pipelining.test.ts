@@ -126,4 +126,30 @@ describe('pipelined requests', () => {
     await waitFor(() => gw.gateway.inFlight === 0, 5_000, 'every request counted out');
     expect(member.requests.length).toBeLessThanOrEqual(1);
   });
+
+  it.each([
+    ['h2c', ''],
+    ['websocket', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n'],
+  ])('closes a connection that pipelines an Upgrade: %s behind a request still being answered, and keeps serving', async (upgrade, extra) => {
+    let release: (() => void) | undefined;
+    const member = await countingMember((req, res, done) => {
+      release = () => {
+        done();
+        res.end('late');
+      };
+    });
+    const gw = await startGateway({ 'app.test': { members: [member.address] } });
+    const client = await connectClient(gw.port);
+    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    client.write(`GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\nGET /up HTTP/1.1\r\nHost: app.test\r\nUpgrade: ${upgrade}\r\nConnection: Upgrade\r\n${extra}\r\n`);
+    await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('the connection stayed open')), 3_000))]);
+    release?.();
+    await waitFor(() => gw.gateway.inFlight === 0, 5_000, 'every request counted out');
+    const next = await connectClient(gw.port);
+    next.write('GET /after HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n');
+    const answer = readUntil(next, (text) => text.includes('\r\n\r\n'), 3_000);
+    await waitFor(() => member.requests.some((r) => r.url === '/after'), 3_000, 'the next request at the member');
+    release?.();
+    expect(statuses(await answer)).toEqual([200]);
+  });
 });
