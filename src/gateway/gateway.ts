@@ -153,7 +153,15 @@ export class Gateway {
     server.maxHeadersCount = 0;
     server.keepAliveTimeout = this.#options.limits.idleTimeoutMs;
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket));
-    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head, pipeline));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      try {
+        this.#upgrade(req, socket, head, pipeline);
+      } catch (err) {
+        // A bug must cost one connection, never the process (a throw here is an uncaught exception).
+        this.#log.error({ err, method: req.method, url: req.url }, 'upgrade failed');
+        socket.destroy();
+      }
+    });
     server.on('connect', (req: IncomingMessage, socket: Duplex) => {
       socket.on('error', () => socket.destroy());
       const err = new NotImplementedError('CONNECT is not supported');
