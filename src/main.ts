@@ -1,5 +1,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
-import type { Config } from './config.js';
+import { isIP } from 'node:net';
+import type { Config, ListenAddress } from './config.js';
+import { GatewayError } from './errors.js';
 import type { Logger } from './log.js';
 import { ControlPlane, RoutingStateBuilder } from './control/index.js';
 import { AdminServer, CertificateCatalog, StateMetrics, LocalPlane, TicketKeyRotation, WorkerPool, aggregateMetrics, buildStatus } from './gateway/index.js';
@@ -8,7 +10,7 @@ import { ensureDefaultCertificate, loadOperatorCertificates } from './sni/index.
 import { startCertManager } from './sni/index.js';
 import type { CertManager, PublishedName } from './sni/index.js';
 import type { StoredCertificate } from './sni/index.js';
-import { parseRoutesFile } from './vhost/index.js';
+import { parseRoutesFile, RoutesFileError } from './vhost/index.js';
 import type { CertificateSpec, RouteSpec } from './vhost/index.js';
 import type { RoutingState } from './vhost/index.js';
 
@@ -33,12 +35,19 @@ export interface RunningServer {
  * `listening` line, and closes them in reverse order.
  */
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
-  await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
-  await mkdir(config.certsDir, { recursive: true, mode: 0o700 });
+  // `tfgate serve` has made them already, one level at a time: a recursive mkdir spins for ever under /proc.
+  await mkdir(config.stateDir, { recursive: true, mode: 0o700 }).catch(named('--state-dir', config.stateDir));
+  await mkdir(config.certsDir, { recursive: true, mode: 0o700 }).catch(named('--certs-dir', config.certsDir));
 
   const routing = new RoutingStateBuilder();
-  if (config.routesFile) routing.setStatic(await readRoutes(config.routesFile));
-  let own = await loadGatewayCertificates(config, log);
+  if (config.routesFile) {
+    const specs = await readRoutes(config.routesFile).catch((err: unknown) => {
+      // Its message names the file and the entry; as a cause, pino would log that message twice.
+      throw new StartError(`--routes ${(err as Error).message}`);
+    });
+    routing.setStatic(specs);
+  }
+  let own = await loadGatewayCertificates(config, log).catch(named('--certs-dir', config.certsDir));
   const ticketKeys = new TicketKeyRotation();
   const local = config.workers > 1 ? undefined : new LocalPlane(config, log, ticketKeys.current);
   const plane: PlaneHost =
@@ -125,11 +134,16 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
   const started: { close(): Promise<void> }[] = [];
   try {
-    await control.start();
+    await control.start().catch((err: unknown) => {
+      if (err instanceof GatewayError && err.code === 'GW_CONTROL_BIND') return named('--control', showListen(config.control))(err);
+      return named('--state-dir', config.stateDir)(err);
+    });
     started.push(control);
-    const adminAddress = await admin.listen(config.admin);
+    const adminAddress = await admin.listen(config.admin).catch(named('--admin', showListen(config.admin)));
     started.push(admin);
-    const ports = await plane.start(config.http, config.https);
+    const ports = await plane.start(config.http, config.https).catch((err: unknown) => {
+      throw listenerFailure(err, config.http, config.https);
+    });
     started.push({ close: () => plane.close(0) });
     const httpPort = ports.http;
     const httpsPort = ports.https;
@@ -146,15 +160,19 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       async reload() {
         own = await loadGatewayCertificates(config, log, own.operator);
         routing.setGatewayCertificates(withAcme(own.specs, acme, acmeSpecs));
+        let routesRefused = false;
         if (config.routesFile) {
           try {
             routing.setStatic(await readRoutes(config.routesFile));
           } catch (err) {
+            routesRefused = true;
             log.error({ err, file: config.routesFile }, 'routes file refused, the previous routes stay');
           }
         }
         await applyState(routing.snapshot());
-        log.info({ file: config.routesFile, version: applied.version, routes: routing.snapshotSize }, 'reloaded');
+        const reloaded = { file: config.routesFile, version: applied.version, routes: routing.snapshotSize };
+        if (routesRefused) log.warn({ ...reloaded, routesFile: 'refused' }, 'reloaded the certificates; the routes file was refused, the previous routes stay');
+        else log.info(reloaded, 'reloaded');
       },
       close() {
         closing ??= (async () => {
@@ -176,6 +194,105 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     clearTimeout(publishedTimer);
     await Promise.allSettled([plane.close(0), ...started.map((part) => part.close())]);
     throw err;
+  }
+}
+
+/** The gateway could not start: the message names the flag and its value, and says why (`--http 8080: address already in use`). */
+export class StartError extends GatewayError {
+  override readonly code = 'GW_START';
+}
+
+/**
+ * A rethrower for one start-up step: a system error (an errno code somewhere in the cause chain: a
+ * socket that cannot bind, a directory that cannot be written) becomes a {@link StartError} naming
+ * `flag`; any other error is the step's own and goes on as it is.
+ */
+function named(flag: string, value: string): (err: unknown) => never {
+  return (err) => {
+    const reason = systemReason(err);
+    if (reason === undefined) throw err;
+    throw new StartError(`${flag} ${value}: ${reason}`, { cause: err });
+  };
+}
+
+/**
+ * The HTTP or HTTPS listener that could not listen, named by matching the error's address against
+ * both (from a worker too: see workerListenError). HTTPS binds first, so a host both flags name that
+ * does not resolve is reported as --https; an error both match otherwise names both.
+ */
+function listenerFailure(err: unknown, http: ListenAddress, https: ListenAddress): unknown {
+  const system = systemError(err);
+  if (system === undefined) return err;
+  const matches = (listen: ListenAddress): boolean => {
+    if (system.hostname !== undefined) return listen.host === system.hostname;
+    if (system.port !== undefined && system.port !== listen.port) return false;
+    return system.address === undefined || !isIP(listen.host) || listen.host === system.address;
+  };
+  const candidates = [
+    { flag: '--https', listen: https },
+    { flag: '--http', listen: http },
+  ].filter(({ listen }) => matches(listen));
+  const reason = systemReason(err)!;
+  const first = candidates[0];
+  if (first && (candidates.length === 1 || system.hostname !== undefined)) return new StartError(`${first.flag} ${showListen(first.listen)}: ${reason}`, { cause: err });
+  return new StartError(`--http ${showListen(http)} or --https ${showListen(https)}: ${reason}`, { cause: err });
+}
+
+/** A listen address as the flag takes it: `8080`, `127.0.0.1:8080`, `[::1]:8080`. */
+function showListen(listen: ListenAddress): string {
+  if (listen.host === '') return String(listen.port);
+  return `${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
+}
+
+interface SystemError {
+  code: string;
+  syscall?: string;
+  path?: string;
+  address?: string;
+  port?: number;
+  hostname?: string;
+  message: string;
+}
+
+/** The first error in the cause chain with an errno code (EADDRINUSE, EACCES, ENOTFOUND) or an SQLite one. */
+function systemError(err: unknown): SystemError | undefined {
+  for (let at = err, depth = 0; at instanceof Error && depth < 5; at = at.cause, depth++) {
+    const code = (at as { code?: unknown }).code;
+    if (typeof code === 'string' && /^(E[A-Z0-9_]+|SQLITE_[A-Z_]+)$/.test(code)) return at as unknown as SystemError;
+  }
+  return undefined;
+}
+
+/** Why a system call failed, in words; undefined when the error is no system error. */
+function systemReason(err: unknown): string | undefined {
+  const system = systemError(err);
+  if (system === undefined) return undefined;
+  const socket = system.syscall === 'listen' || system.syscall === 'bind' || system.path === undefined;
+  const where = system.path !== undefined ? ` (${system.path})` : '';
+  switch (system.code) {
+    case 'EADDRINUSE':
+      return 'address already in use';
+    case 'EADDRNOTAVAIL':
+      return 'address not available on this machine';
+    case 'ENOTFOUND':
+    case 'EAI_NONAME':
+      return 'no such host';
+    case 'EAI_AGAIN':
+      return 'the host could not be looked up (DNS lookup failed for now)';
+    case 'ENODEV':
+      return 'not an address or interface of this machine';
+    case 'EACCES':
+    case 'EPERM':
+      return socket ? 'permission denied (ports below 1024 need privileges)' : `permission denied${where}`;
+    case 'EEXIST':
+    case 'ENOTDIR':
+      return `not a directory${where}`;
+    case 'EROFS':
+      return `read-only file system${where}`;
+    case 'ENOSPC':
+      return `no space left on the device${where}`;
+    default:
+      return system.message;
   }
 }
 
@@ -242,12 +359,14 @@ function toSpec(certificate: StoredCertificate): CertificateSpec {
   return Object.freeze({ source, origin, servedFor, certPem: bundle.certPem, keyPem: bundle.keyPem });
 }
 
+/** The static routes of `file`; every error's message starts with the file name. */
 async function readRoutes(file: string): Promise<RouteSpec[]> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new Error(`cannot read routes file ${file}: ${(err as Error).message}`, { cause: err });
+    // The reason in the message, and no cause: pino's serializer would append the cause's message again.
+    throw new RoutesFileError(`${file}: cannot read it: ${(err as Error).message}`);
   }
   return parseRoutesFile(text, file);
 }

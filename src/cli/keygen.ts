@@ -1,6 +1,7 @@
 import { ControlError, createClientKeys, decodeKey, defaultKeysDir, encodeKey } from '../control/index.js';
 import { locationHost } from './publish.js';
 import { parseCommandArgs } from './args.js';
+import { makePrivateDir } from './private-dir.js';
 
 const HELP = `Usage: tfgate keygen --location HOST[:PORT] [--keys-dir DIR] [--server-key B64]
 
@@ -22,6 +23,12 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const location = locationHost(values.location);
     const serverKey = values['server-key'] ? decodeKey(values['server-key'], '--server-key') : undefined;
+    try {
+      makePrivateDir(dir);
+    } catch (err) {
+      process.stderr.write(`tfgate keygen: --keys-dir ${dir}: ${(err as Error).message}\n`);
+      return 1;
+    }
     const pair = createClientKeys(dir, location, serverKey);
     process.stdout.write(`${encodeKey(pair.publicKey)}\n`);
     process.stderr.write(`Created ${dir}/${location} and ${location}.pub. Ask the gateway's operator to run: tfgate accounts add ${encodeKey(pair.publicKey)} --name "<you>"\n`);

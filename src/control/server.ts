@@ -1,5 +1,6 @@
 import { Context, Dealer, Router } from 'zeromq';
 import type { ListenAddress } from '../config.js';
+import { GatewayError } from '../errors.js';
 
 /**
  * The ZeroMQ sockets, and the only zeromq import: the gateway's ROUTER and the SDK's DEALER, both
@@ -29,6 +30,11 @@ class CopyingContext extends Context {
   get zeroCopyReceive(): boolean {
     return this.getBoolOption(ZMQ_ZERO_COPY_RECV);
   }
+}
+
+/** The control socket could not bind its address; `cause` is libzmq's error, its `code` an errno name (EADDRINUSE). */
+export class ControlBindError extends GatewayError {
+  override readonly code = 'GW_CONTROL_BIND';
 }
 
 /** Options of the gateway's ROUTER socket. */
@@ -71,10 +77,15 @@ export class RouterTransport {
   async bind(listen: ListenAddress): Promise<number> {
     const host = listen.host === '' ? '*' : listen.host.includes(':') ? `[${listen.host.replace(/^\[|\]$/g, '')}]` : listen.host;
     if (host.startsWith('[')) this.#socket.ipv6 = true;
-    await this.#socket.bind(`tcp://${host}:${listen.port === 0 ? '*' : String(listen.port)}`);
-    const endpoint = this.#socket.lastEndpoint ?? '';
-    const port = Number(/:([0-9]+)$/.exec(endpoint)?.[1]);
-    if (!Number.isInteger(port) || port <= 0) throw new Error(`cannot read the bound port from ${JSON.stringify(endpoint)}`);
+    const endpoint = `tcp://${host}:${listen.port === 0 ? '*' : String(listen.port)}`;
+    try {
+      await this.#socket.bind(endpoint);
+    } catch (err) {
+      throw new ControlBindError(`cannot bind the control socket to ${endpoint}: ${(err as Error).message}`, { cause: err });
+    }
+    const bound = this.#socket.lastEndpoint ?? '';
+    const port = Number(/:([0-9]+)$/.exec(bound)?.[1]);
+    if (!Number.isInteger(port) || port <= 0) throw new Error(`cannot read the bound port from ${JSON.stringify(bound)}`);
     return port;
   }
 

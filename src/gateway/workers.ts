@@ -1,6 +1,7 @@
 import cluster from 'node:cluster';
 import type { Worker } from 'node:cluster';
 import { existsSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { ListenAddress } from '../config.js';
 import type { Logger } from '../log.js';
@@ -176,6 +177,8 @@ export class WorkerPool implements PlaneHost {
     const member: Member = { worker, applied: -1, listening: false, sent: -1, sentCertificates: undefined };
     this.#members.set(worker.id, member);
     return new Promise((resolve, reject) => {
+      /** Why the worker could not listen, as it said before exiting. */
+      let failure: string | undefined;
       worker.on('message', (message: FromWorker) => {
         switch (message.t) {
           case 'ready':
@@ -224,6 +227,7 @@ export class WorkerPool implements PlaneHost {
             break;
           }
           case 'failed':
+            failure = message.reason;
             this.#o.log.error({ worker: worker.id, reason: message.reason }, 'worker failed to start');
             break;
         }
@@ -232,7 +236,18 @@ export class WorkerPool implements PlaneHost {
       worker.once('exit', (code, signal) => {
         this.#members.delete(worker.id);
         for (const waiter of this.#waiters) waiter.check();
-        if (!member.listening && !this.#closing) reject(new Error(`a worker exited before listening (code ${code}, signal ${signal})`));
+        if (!member.listening && !this.#closing) {
+          // 'exit' can come before the worker's last messages are read: its reason arrives by the time the IPC channel closes.
+          const fail = (): void => reject(failure !== undefined ? workerListenError(failure) : new Error(`a worker exited before listening (code ${code}, signal ${signal})`));
+          if (failure !== undefined || !worker.isConnected()) fail();
+          else {
+            const timer = setTimeout(fail, 1_000);
+            worker.process.once('disconnect', () => {
+              clearTimeout(timer);
+              fail();
+            });
+          }
+        }
         if (this.#closing || !this.#ports) return;
         this.#o.log.error({ worker: worker.id, code, signal }, 'worker died; starting another');
         this.#replace();
@@ -309,6 +324,35 @@ export class WorkerPool implements PlaneHost {
       if (err) this.#o.log.warn({ err, worker: worker.id, message: message.t }, 'message to worker lost');
     });
   }
+}
+
+/**
+ * A worker's start-up failure as the error Node would have thrown in this process: the worker sends
+ * only the message (`bind EADDRINUSE 127.0.0.1:8080`, `getaddrinfo ENOTFOUND no.such.host`), so
+ * `code`, `syscall` and the address (`address` and `port`, or `hostname`) are read back from it, so
+ * the primary can tell which listener failed and why.
+ */
+export function workerListenError(reason: string): Error {
+  const err: Error & { code?: string; syscall?: string; address?: string; port?: number; hostname?: string } = new Error(reason);
+  const words = reason.split(' ');
+  const code = /^(E[A-Z0-9_]+):?$/.exec(words[1] ?? '')?.[1];
+  const last = words.at(-1)!;
+  if (code === undefined || words.length < 3) return err;
+  err.code = code;
+  err.syscall = words[0]!;
+  if (err.syscall === 'getaddrinfo') {
+    err.hostname = last;
+    return err;
+  }
+  // `null:8080` when the listener has no host (every interface); `fe80::1` is an address without a port.
+  const hostPort = /^(.+):([0-9]{1,5})$/.exec(last);
+  if (hostPort && (isIP(hostPort[1]!) !== 0 || hostPort[1] === 'null')) {
+    if (hostPort[1] !== 'null') err.address = hostPort[1]!;
+    err.port = Number(hostPort[2]);
+  } else if (isIP(last) !== 0) {
+    err.address = last;
+  }
+  return err;
 }
 
 /** The compiled worker entry beside this file (dist/src/gateway/worker-main.js). */

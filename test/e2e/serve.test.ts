@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, request } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -110,12 +110,42 @@ describe('tfgate serve', () => {
 
   it('does not start on an invalid routes file, and says why', async () => {
     const file = routesFile({ 'bad name': { members: [] } });
-    const failed = await execFileAsync(process.execPath, [CLI, 'serve', '--routes', file, '--http', '0', '--https', '127.0.0.1:0', '--control', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--state-dir', mkdtempSync(join(tmpdir(), 'tfgate-state-'))]).then(
+    const stateDir = mkdtempSync(join(tmpdir(), 'tfgate-state-'));
+    onTestFinished(() => rmSync(stateDir, { recursive: true, force: true }));
+    const failed = await execFileAsync(process.execPath, [CLI, 'serve', '--routes', file, '--http', '127.0.0.1:0', '--https', '127.0.0.1:0', '--control', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--state-dir', stateDir, '--certs-dir', join(stateDir, 'certs')]).then(
       () => undefined,
       (err: { code: number; stderr: string }) => err,
     );
     expect(failed?.code).toBe(1);
-    expect(failed?.stderr).toContain('"bad name"');
+    expect(failed?.stderr).toBe(`tfgate serve: --routes ${file}: "bad name": character U+0020 is not allowed in a hostname\n`);
+  });
+
+  it('says in the reloaded line when the routes file was refused, and gives a read error once', async () => {
+    const one = await upstream('one');
+    const file = routesFile({ 'a.test': { members: [one] } });
+    const gw = await startGatewayProcess(['--routes', file]);
+    unlinkSync(file);
+    gw.child.kill('SIGHUP');
+    const refused = await gw.waitForLine((line) => line.msg === 'routes file refused, the previous routes stay');
+    const message = (refused.err as { message: string }).message;
+    expect(message).toContain(file);
+    expect(message.match(/ENOENT/g)).toHaveLength(1);
+    const reloaded = await gw.waitForLine((line) => typeof line.msg === 'string' && line.msg.startsWith('reloaded'));
+    expect(reloaded.msg).toContain('the routes file was refused');
+    expect(reloaded.routesFile).toBe('refused');
+    expect(await get(gw.listening.http, 'a.test')).toEqual({ status: 200, body: 'one' });
+  });
+
+  let helperStateDir = '';
+  it('runs a gateway in a temp state dir of its own (startGatewayProcess)', async () => {
+    const gw = await startGatewayProcess();
+    helperStateDir = gw.stateDir;
+    expect(existsSync(join(helperStateDir, 'tfgate.sqlite'))).toBe(true);
+  });
+
+  it('removes that temp state dir once the test that made it has ended', () => {
+    expect(helperStateDir).not.toBe('');
+    expect(existsSync(helperStateDir)).toBe(false);
   });
 
   it('refuses a bad flag with exit code 2 naming it, and documents every flag in --help', async () => {

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -38,7 +38,7 @@ export interface GatewayProcess {
 /**
  * Starts `tfgate serve` on free ports (`--http 0 --control 0 --admin 127.0.0.1:0`, a temp state
  * dir unless `stateDir` is given) plus `args` (later flags win, so `args` may name fixed ports),
- * waits for its listening line, and kills it when the test ends.
+ * waits for its listening line, and kills it when the test ends (then removes the temp state dir).
  */
 export async function startGatewayProcess(args: string[] = [], options: { timeoutMs?: number; stateDir?: string } = {}): Promise<GatewayProcess> {
   const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), 'tfgate-state-'));
@@ -47,8 +47,13 @@ export async function startGatewayProcess(args: string[] = [], options: { timeou
     [CLI, 'serve', '--http', '127.0.0.1:0', '--https', '127.0.0.1:0', '--control', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--state-dir', stateDir, '--certs-dir', join(stateDir, 'certs'), ...args],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
-  onTestFinished(() => {
+  // Never rejects: a child that failed to spawn has exited too.
+  const exited = once(child, 'exit').catch(() => [null]) as Promise<[number | null]>;
+  onTestFinished(async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+    // A state dir made here is this test's alone; one passed in belongs to the caller.
+    if (options.stateDir === undefined) rmSync(stateDir, { recursive: true, force: true, maxRetries: 3 });
   });
   const lines: Record<string, unknown>[] = [];
   const waiters = new Set<{ match: (line: Record<string, unknown>) => boolean; resolve: (line: Record<string, unknown>) => void }>();
@@ -99,9 +104,8 @@ export async function startGatewayProcess(args: string[] = [], options: { timeou
     stderr: () => stderr,
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      const exited = once(child, 'exit');
       child.kill('SIGTERM');
-      const [code] = (await exited) as [number | null];
+      const [code] = await exited;
       return code;
     },
   };
