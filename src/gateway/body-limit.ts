@@ -18,9 +18,14 @@ export interface BodyBounds {
  * A body over `maxBytes` is cut with a {@link PayloadTooLargeError}. The member sees an aborted
  * request, the client a 408, 504 or 413 (or a cut connection when the member already answered).
  * Requests with a Content-Length over the limit are refused before forwarding instead (Pipeline.route).
+ *
+ * The chunks that arrive together go upstream as one write: Node's parser hands over a chunked body
+ * chunk by chunk (many for one socket read), and undici writes each chunk it is given with its own
+ * syscall, so a body of 1-byte chunks would otherwise cost one upstream write per byte.
  */
 export function watchBody(req: IncomingMessage, bounds: BodyBounds): Readable {
   let seen = 0;
+  let corked = false;
   const { maxBytes, idleTimeoutMs } = bounds;
   const watched = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
@@ -29,7 +34,26 @@ export function watchBody(req: IncomingMessage, bounds: BodyBounds): Readable {
       if (maxBytes > 0 && seen > maxBytes) callback(new PayloadTooLargeError(`request body over the limit of ${maxBytes} bytes`));
       else callback(null, chunk);
     },
+    // The chunks the cork below held, as one write: Transform's own _write checks them and keeps its
+    // backpressure (it holds the callback while the member side is full).
+    writev(chunks, callback) {
+      this._write(Buffer.concat(chunks.map((c) => c.chunk as Buffer)), chunks[0]!.encoding, callback);
+    },
   });
+  const uncork = (): void => {
+    corked = false;
+    watched.uncork();
+  };
+  // Runs before pipe's own 'data' listener: the first chunk corks, and the rest of what this turn of
+  // the event loop reads joins it. Not process.nextTick: the parser calls in from C++ once per chunk,
+  // and Node runs the tick queue after each call. While corked, writes are buffered and counted, so
+  // write() still says "full" past the high-water mark and pipe pauses the request as before.
+  const cork = (): void => {
+    if (corked) return;
+    corked = true;
+    watched.cork();
+    setImmediate(uncork);
+  };
   const idle = setTimeout(() => {
     // Bytes still waiting here mean the member stopped taking them (backpressure), not the client.
     const memberStalled = watched.readableLength > 0 || watched.writableLength > 0;
@@ -47,6 +71,8 @@ export function watchBody(req: IncomingMessage, bounds: BodyBounds): Readable {
   watched.on('error', ignore);
   req.on('error', (err) => watched.destroy(err));
   req.pipe(watched);
+  req.prependListener('data', cork);
+  watched.once('close', () => req.off('data', cork));
   return watched;
 }
 

@@ -7,7 +7,7 @@ import type { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { refusedMemberIp } from '../upstreams/index.js';
 import type { Upstream } from '../upstreams/index.js';
-import { BadGatewayError, UpstreamTimeoutError } from './errors.js';
+import { BadGatewayError, RequestTimeoutError, UpstreamTimeoutError } from './errors.js';
 import { CONNECT_ERROR_CODES, MemberAddressRefusedError, codeOf, isConnectFailure, toGatewayError } from './member-errors.js';
 import { closeAfter } from './respond.js';
 import { filterResponseHeaders } from './steps.js';
@@ -56,6 +56,27 @@ const BODYLESS = new Set([204, 304]);
 /** Methods that may be sent twice (RFC 9110 §9.2.2). */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
+/**
+ * Informational (1xx) responses a member may send before its final one (RFC 9110 §15.2). Real members
+ * send one or two (102, 103); a member sending them without end would keep the attempt, and a CPU,
+ * busy for ever.
+ */
+const MAX_INFORMATIONAL = 32;
+
+/** The bounds every attempt runs under, built once per Forwarder. */
+interface AttemptBounds {
+  readonly now: () => number;
+  /** See Forwarder's queue timeout. */
+  readonly queueTimeoutMs: number;
+  /**
+   * From the request going onto a member connection (or the end of its body, if later) to the final
+   * status. undici enforces it too, but restarts it on every 1xx; this bound is not restarted.
+   */
+  readonly responseTimeoutMs: number;
+  /** How long a client may take none of a response while the member's body waits for it (`--idle-timeout`). */
+  readonly clientIdleTimeoutMs: number;
+}
+
 const kHandler = Symbol('tfgate.forwardHandler');
 /** `undefined`: no attempt yet (listeners not attached); `null`: between attempts or done. */
 type ForwardedResponse = ServerResponse & { [kHandler]?: ForwardHandler | null };
@@ -89,26 +110,30 @@ export class Forwarder {
    * requests would otherwise keep others waiting without bound; at least the connect timeout, so a
    * connect failure is still reported (and retried) as one.
    */
-  readonly #queueTimeoutMs: number;
+  readonly #bounds: AttemptBounds;
   readonly #log: Logger;
-  readonly #now: () => number;
   #closed = false;
 
   constructor(limits: Limits, log: Logger, now: () => number = Date.now) {
     this.#log = log;
-    this.#now = now;
     this.#options = {
       connections: limits.upstreamMaxConnections,
       connect: guardedConnector(limits.upstreamConnectTimeoutMs),
       headersTimeout: limits.upstreamResponseTimeoutMs,
-      // Time between body chunks: long enough for slow streams (SSE heartbeats), still bounded.
+      // Time between body chunks: long enough for slow streams (SSE heartbeats), still bounded. It
+      // stops while the client is slow to read (undici pauses it): ForwardHandler bounds that wait.
       bodyTimeout: Math.max(limits.idleTimeoutMs, limits.upstreamResponseTimeoutMs),
       // Below Node's default 5 s server keep-alive, so we drop idle sockets before the member does.
       keepAliveTimeout: 4_000,
       pipelining: 1,
       strictContentLength: true,
     };
-    this.#queueTimeoutMs = Math.max(limits.upstreamConnectTimeoutMs, limits.upstreamResponseTimeoutMs);
+    this.#bounds = Object.freeze({
+      now,
+      queueTimeoutMs: Math.max(limits.upstreamConnectTimeoutMs, limits.upstreamResponseTimeoutMs),
+      responseTimeoutMs: limits.upstreamResponseTimeoutMs,
+      clientIdleTimeoutMs: limits.idleTimeoutMs,
+    });
   }
 
   /**
@@ -116,7 +141,7 @@ export class Forwarder {
    * Hot path: one handler object per attempt, no promises.
    */
   forward(ex: ForwardExchange, member: Upstream): void {
-    const handler = new ForwardHandler(ex, member, this.#now, this.#queueTimeoutMs);
+    const handler = new ForwardHandler(ex, member, this.#bounds);
     const res = ex.res as ForwardedResponse;
     if (res[kHandler] === undefined) {
       // First attempt: listeners live as long as the response; they find the current attempt through res.
@@ -172,35 +197,48 @@ export class Forwarder {
 class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly #ex: ForwardExchange;
   readonly #member: Upstream;
-  readonly #now: () => number;
+  readonly #bounds: AttemptBounds;
   #controller: Dispatcher.DispatchController | undefined;
   readonly #started: number;
   /** Runs until the request is on a member connection (see Forwarder's queue timeout). */
   readonly #queued: NodeJS.Timeout;
+  /** When the request went onto a member connection: the final-status deadline counts from here. */
+  #sentAt = 0;
+  /** Informational responses so far. */
+  #informational = 0;
+  /** Armed by the first 1xx: the final status is due by then (AttemptBounds.responseTimeoutMs). */
+  #finalStatusDue: NodeJS.Timeout | undefined;
+  /** Armed only while the member's body waits for a client that takes nothing (paused on a full write). */
+  #clientStalled: NodeJS.Timeout | undefined;
   #responded = false;
   /** The status relayed to the client, once the head is written. */
   #status = 0;
   #done = false;
 
-  constructor(ex: ForwardExchange, member: Upstream, now: () => number, queueTimeoutMs: number) {
+  constructor(ex: ForwardExchange, member: Upstream, bounds: AttemptBounds) {
     this.#ex = ex;
     this.#member = member;
-    this.#now = now;
-    this.#started = now();
-    this.#queued = setTimeout(onQueueTimeout, queueTimeoutMs, this, queueTimeoutMs).unref();
+    this.#bounds = bounds;
+    this.#started = bounds.now();
+    this.#queued = setTimeout(onQueueTimeout, bounds.queueTimeoutMs, this, bounds.queueTimeoutMs).unref();
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     clearTimeout(this.#queued);
     this.#controller = controller;
+    this.#sentAt = this.#bounds.now();
     // The client may have left, or been answered 504, while the request waited in the pool's queue.
     if (this.#ex.clientGone || this.#done) controller.abort(new ClientGoneError());
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
-    // 1xx informational: Node answers `Expect: 100-continue` to the client itself; others are dropped.
-    if (statusCode < 200 || this.#done) return;
-    this.#ex.upstreamMs = this.#now() - this.#started;
+    if (this.#done) return;
+    if (statusCode < 200) {
+      this.#onInformational(controller);
+      return;
+    }
+    if (this.#finalStatusDue !== undefined) clearTimeout(this.#finalStatusDue);
+    this.#ex.upstreamMs = this.#bounds.now() - this.#started;
     this.#member.recordSuccess();
     const res = this.#ex.res;
     const raw = Array.isArray(controller.rawHeaders) ? controller.rawHeaders : headersToRaw(headers);
@@ -220,7 +258,11 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.#ex.bytes += chunk.length;
-    if (!this.#ex.res.write(chunk)) controller.pause();
+    if (!this.#ex.res.write(chunk)) {
+      controller.pause();
+      // undici's body timeout sleeps while paused, so nothing else bounds this wait (nginx's send_timeout).
+      this.#clientStalled ??= setTimeout(onClientStalled, this.#bounds.clientIdleTimeoutMs, this).unref();
+    }
   }
 
   onResponseEnd(): void {
@@ -250,7 +292,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     // Nothing was written to the member when the request never got a socket (undici calls
     // onRequestStart just before writing), and the body is still unread.
     const nothingSent = this.#controller === undefined && !(this.#ex.body ?? this.#ex.req).readableDidRead;
-    if (isConnectFailure(err)) this.#member.recordFailure(this.#now());
+    if (isConnectFailure(err)) this.#member.recordFailure(this.#bounds.now());
     const code = codeOf(err);
     // A bodiless idempotent request the member closed on before answering (often a keep-alive race)
     // can be sent again as it was (RFC 9110 §9.2.2).
@@ -267,7 +309,46 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   /** The client can take more: let the member's body flow again. */
   resume(): void {
+    if (this.#clientStalled !== undefined) {
+      clearTimeout(this.#clientStalled);
+      this.#clientStalled = undefined;
+    }
     if (this.#controller !== undefined && this.#controller.paused) this.#controller.resume();
+  }
+
+  /**
+   * The client took none of the response for the idle timeout while the member's body waited: cut
+   * both, so a client that stops reading cannot hold a member connection. "Took" means made room for
+   * what was waiting ('drain'); a response queued behind an earlier one on its connection (pipelining)
+   * waits for that one, which is bounded by its own attempt.
+   */
+  clientStalled(): void {
+    if (this.#done || this.#clientStalled === undefined) return;
+    if (this.#ex.res.socket === null) {
+      this.#clientStalled.refresh();
+      return;
+    }
+    this.#clientStalled = undefined;
+    const ms = this.#bounds.clientIdleTimeoutMs;
+    this.#controller?.abort(new RequestTimeoutError(`the client took none of the response for ${ms} ms`));
+  }
+
+  /**
+   * The final status is overdue after informational responses. A request body still going upstream
+   * gives the member the full timeout from its end, as undici's own response timeout does.
+   */
+  finalStatusOverdue(): void {
+    if (this.#done || this.#responded) return;
+    const body = this.#ex.hasBody ? this.#ex.body : null;
+    if (body !== null && !body.readableEnded && !body.destroyed) {
+      body.once('end', () => {
+        if (this.#done || this.#responded) return;
+        this.#finalStatusDue = setTimeout(onFinalStatusOverdue, this.#bounds.responseTimeoutMs, this).unref();
+      });
+      return;
+    }
+    const reason = `member ${this.#member.address} sent ${this.#informational} informational (1xx) responses and no final status within ${this.#bounds.responseTimeoutMs} ms`;
+    this.#controller?.abort(new UpstreamTimeoutError(reason));
   }
 
   /** The client closed its connection: give up on the member too, so its connection is not held. */
@@ -277,8 +358,24 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (!this.#done && this.#controller !== undefined && !this.#controller.aborted) this.#controller.abort(new ClientGoneError());
   }
 
+  /**
+   * A 1xx, not relayed (Node answers a client's `Expect: 100-continue` itself): counted, and the
+   * first one arms the final-status deadline that later ones do not move.
+   */
+  #onInformational(controller: Dispatcher.DispatchController): void {
+    if (++this.#informational > MAX_INFORMATIONAL) {
+      controller.abort(new BadGatewayError(`member ${this.#member.address} sent more than ${MAX_INFORMATIONAL} informational (1xx) responses`));
+      return;
+    }
+    if (this.#finalStatusDue !== undefined) return;
+    const left = this.#sentAt + this.#bounds.responseTimeoutMs - this.#bounds.now();
+    this.#finalStatusDue = setTimeout(onFinalStatusOverdue, Math.max(0, left), this).unref();
+  }
+
   #finish(err: GatewayError | undefined, retryable: boolean): void {
     clearTimeout(this.#queued);
+    if (this.#finalStatusDue !== undefined) clearTimeout(this.#finalStatusDue);
+    if (this.#clientStalled !== undefined) clearTimeout(this.#clientStalled);
     this.#done = true;
     this.#member.inFlight--;
     const res = this.#ex.res as ForwardedResponse;
@@ -314,6 +411,14 @@ function headersToRaw(headers: Record<string, string | string[] | undefined>): s
 
 function onQueueTimeout(handler: ForwardHandler, timeoutMs: number): void {
   handler.queueTimedOut(timeoutMs);
+}
+
+function onClientStalled(handler: ForwardHandler): void {
+  handler.clientStalled();
+}
+
+function onFinalStatusOverdue(handler: ForwardHandler): void {
+  handler.finalStatusOverdue();
 }
 
 function onClientDrain(this: ForwardedResponse): void {
