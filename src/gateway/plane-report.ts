@@ -26,7 +26,7 @@ export interface PlaneReport {
 
 /** The report of one process's data plane. */
 export function reportOf(dataPlane: DataPlane, inFlight: number, routeTotals: Record<string, RouteTotals>): PlaneReport {
-  const members: Record<string, MemberCounters> = {};
+  const members = record<MemberCounters>();
   for (const member of dataPlane.registry.all()) {
     members[member.address] = {
       inFlight: member.inFlight,
@@ -36,15 +36,17 @@ export function reportOf(dataPlane: DataPlane, inFlight: number, routeTotals: Re
       healthy: member.healthy,
     };
   }
-  return { version: dataPlane.version, inFlight, members, routeTotals };
+  return { version: dataPlane.version, inFlight, members, routeTotals: ownRecord(routeTotals) };
 }
 
 /**
  * Several processes' reports as one: counts add up; a member is as ejected, failing or unhealthy
- * as the worst process sees it (each process judges its own connections to it).
+ * as the worst process sees it (each process judges its own connections to it). The records it
+ * returns have no prototype: route names come from clients, and one named `constructor` or
+ * `__proto__` is a key like any other, not a door into Object.prototype.
  */
 export function mergeReports(reports: readonly PlaneReport[]): PlaneReport {
-  const merged: PlaneReport = { version: Number.POSITIVE_INFINITY, inFlight: 0, members: {}, routeTotals: {} };
+  const merged: PlaneReport = { version: Number.POSITIVE_INFINITY, inFlight: 0, members: record(), routeTotals: record() };
   for (const report of reports) {
     merged.version = Math.min(merged.version, report.version);
     merged.inFlight += report.inFlight;
@@ -70,4 +72,22 @@ export function mergeReports(reports: readonly PlaneReport[]): PlaneReport {
   }
   if (merged.version === Number.POSITIVE_INFINITY) merged.version = 0;
   return merged;
+}
+
+/**
+ * `totals` as a record without a prototype. PlaneMetrics.routeTotals() fills a `{}`, where assigning
+ * the key `__proto__` sets the record's prototype instead: that route's totals are taken back from
+ * there, so they cross IPC (which copies own keys only) and reach /status like any other route's.
+ */
+function ownRecord(totals: Record<string, RouteTotals>): Record<string, RouteTotals> {
+  const out = record<RouteTotals>();
+  for (const [route, counts] of Object.entries(totals)) out[route] = counts;
+  const prototype: unknown = Object.getPrototypeOf(totals);
+  if (prototype !== null && prototype !== Object.prototype) out['__proto__'] = prototype as RouteTotals;
+  return out;
+}
+
+/** An empty record without a prototype, so any string is an ordinary key (`__proto__` included). */
+function record<T>(): Record<string, T> {
+  return Object.create(null) as Record<string, T>;
 }
