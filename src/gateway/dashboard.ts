@@ -1,7 +1,9 @@
 /**
  * The admin dashboard (`GET /`): one self-contained page, no external assets, that polls `/status`
- * every 2 s and computes request and error rates from successive snapshots. Every value from the
- * status document goes in through `textContent` (names and accounts come from clients).
+ * every 2 s and computes request and error rates from successive snapshots. It asks for the routes
+ * it shows and no more (the first 100 by name, or those matching its search box, which `/status`
+ * filters), so the page and the gateway stay quick at a hundred thousand routes. Every value from
+ * the status document goes in through `textContent` (names and accounts come from clients).
  */
 
 /** The Content-Security-Policy sent with the page: nothing leaves the admin listener. */
@@ -50,6 +52,10 @@ export const DASHBOARD_HTML = `<!doctype html>
   .badge::before { content: ""; width: 9px; height: 9px; border-radius: 50%; background: currentColor; }
   .healthy { color: var(--ok); } .ejected { color: var(--bad); } .failing { color: var(--warn); }
   .soon { color: var(--warn); font-weight: 600; } .expired { color: var(--bad); font-weight: 600; }
+  .find { display: flex; align-items: center; gap: 12px; margin: 24px 0 8px; flex-wrap: wrap; }
+  .find h2 { margin: 0; }
+  .find input { font: inherit; padding: 5px 10px; border: 1px solid var(--line); border-radius: 6px; min-width: 260px; background: var(--card); color: var(--ink); }
+  #shown { color: var(--muted); font-size: 13px; }
   .cols { display: grid; grid-template-columns: 1fr 1fr; gap: 20px; }
   @media (max-width: 900px) { .tiles { grid-template-columns: repeat(3, 1fr); } .cols { grid-template-columns: 1fr; } }
 </style>
@@ -65,7 +71,11 @@ export const DASHBOARD_HTML = `<!doctype html>
     <div class="tile" id="tile-down"><div class="v" id="t-down">–</div><div class="k">members unhealthy</div></div>
     <div class="tile"><div class="v" id="t-sessions">–</div><div class="k">sessions</div></div>
   </div>
-  <h2>Names → clusters → members</h2>
+  <div class="find">
+    <h2>Names → clusters → members</h2>
+    <input id="search" type="search" placeholder="filter by name…" aria-label="filter routes by name" autocomplete="off" spellcheck="false">
+    <span id="shown"></span>
+  </div>
   <div id="routes"></div>
   <div class="cols">
     <section><h2>Sessions</h2><div id="sessions"></div></section>
@@ -75,7 +85,13 @@ export const DASHBOARD_HTML = `<!doctype html>
 <script>
 "use strict";
 var POLL_MS = 2000;
+/** Routes asked for and shown at a time: the page never holds the whole table. */
+var PAGE = 100;
 var previous = null;
+/** The search box's text as last sent, the poll timer, and the number of the latest request (older answers are dropped). */
+var query = "";
+var timer = null;
+var sequence = 0;
 
 function h(tag, attrs) {
   var el = document.createElement(tag);
@@ -112,15 +128,19 @@ function age(s) {
   if (s < 86400) return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
   return Math.floor(s / 86400) + " d";
 }
+function count(n) { return Number(n).toLocaleString("en-US"); }
 function set(id, text) { document.getElementById(id).textContent = text; }
 function fill(id, node) { var el = document.getElementById(id); el.replaceChildren(node); }
 
 function render(s) {
   var dt = previous ? (Date.parse(s.time) - Date.parse(previous.time)) / 1000 : 0;
-  var perRoute = {};
-  if (previous && dt > 0) previous.routes.forEach(function (r) { perRoute[r.fqdn] = r; });
-  var unhealthy = 0;
-  s.routes.forEach(function (r) { r.members.forEach(function (m) { if (!m.healthy) unhealthy++; }); });
+  // A Map: a route may be named "constructor" or "__proto__".
+  var perRoute = new Map();
+  if (previous && dt > 0) previous.routes.forEach(function (r) { perRoute.set(r.fqdn, r); });
+  var unhealthy = s.membersUnhealthy;
+  if (unhealthy == null) { unhealthy = 0; s.routes.forEach(function (r) { r.members.forEach(function (m) { if (!m.healthy) unhealthy++; }); }); }
+  var routesTotal = s.routesTotal == null ? s.routes.length : s.routesTotal;
+  var matched = s.routesMatched == null ? s.routes.length : s.routesMatched;
 
   set("meta", "version " + s.version + " · up " + age(s.uptimeSeconds));
   set("t-rate", previous && dt > 0 ? rate(Math.max(0, s.requests - previous.requests) / dt) : "–");
@@ -128,15 +148,19 @@ function render(s) {
   set("t-err", previous && dt > 0 ? rate(errRate) : "–");
   document.getElementById("tile-err").classList.toggle("bad", errRate > 0);
   set("t-inflight", String(s.inFlight));
-  set("t-routes", String(s.routes.length));
+  set("t-routes", count(routesTotal));
   set("t-down", String(unhealthy));
   document.getElementById("tile-down").classList.toggle("bad", unhealthy > 0);
-  set("t-sessions", String(s.sessions.length));
+  set("t-sessions", count(s.sessionsTotal == null ? s.sessions.length : s.sessionsTotal));
+  var filter = s.routesQuery && s.routesQuery.q ? s.routesQuery.q : "";
+  set("shown", filter
+    ? count(matched) + " of " + count(routesTotal) + " match" + (matched > s.routes.length ? ", showing the first " + count(s.routes.length) : "")
+    : matched > s.routes.length ? "showing the first " + count(s.routes.length) + " of " + count(routesTotal) + ": search to find others" : "");
 
   var routes = h("div", null);
-  if (s.routes.length === 0) routes.appendChild(h("div", { cls: "empty", text: "No routes yet: publish a cluster (tfgate publish, or the SDK) or give --routes." }));
+  if (s.routes.length === 0) routes.appendChild(h("div", { cls: "empty", text: filter ? "No route's name contains “" + filter + "”." : "No routes yet: publish a cluster (tfgate publish, or the SDK) or give --routes." }));
   s.routes.forEach(function (r) {
-    var before = perRoute[r.fqdn];
+    var before = perRoute.get(r.fqdn);
     var rps = before ? Math.max(0, r.requests - before.requests) / dt : null;
     var eps = before ? Math.max(0, r.errors - before.errors) / dt : null;
     var head = h("div", { cls: "route-head" },
@@ -165,7 +189,7 @@ function render(s) {
     table(["account", "session", "state", "age", "names"], s.sessions.map(function (x) {
       var tr = row([x.account || "(unnamed)", h("td", { cls: "mono", text: x.rid.slice(0, 12) }),
         h("td", null, h("span", { cls: "badge " + (x.connected ? "healthy" : "failing"), text: x.connected ? "connected" : "grace" })),
-        age(x.ageSeconds), x.fqdns.join(", ")]);
+        age(x.ageSeconds), x.fqdns.join(", ") + (x.fqdnCount > x.fqdns.length ? " … (" + count(x.fqdnCount) + " in all)" : "")]);
       tr.setAttribute("data-session", x.rid);
       return tr;
     })));
@@ -180,21 +204,31 @@ function render(s) {
 }
 
 function poll() {
-  fetch("status", { cache: "no-store" })
+  clearTimeout(timer);
+  var mine = ++sequence;
+  fetch("status?limit=" + PAGE + (query ? "&q=" + encodeURIComponent(query) : ""), { cache: "no-store" })
     .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
     .then(function (s) {
+      if (mine !== sequence) return;
       render(s);
       var live = document.getElementById("live");
       live.className = "ok";
       live.textContent = "live · " + new Date(s.time).toLocaleTimeString();
     })
     .catch(function (err) {
+      if (mine !== sequence) return;
       var live = document.getElementById("live");
       live.className = "down";
       live.textContent = "gateway unreachable (" + err.message + ")";
     })
-    .finally(function () { setTimeout(poll, POLL_MS); });
+    .finally(function () { if (mine === sequence) timer = setTimeout(poll, POLL_MS); });
 }
+var typing = null;
+document.getElementById("search").addEventListener("input", function (e) {
+  clearTimeout(typing);
+  var text = e.target.value.trim();
+  typing = setTimeout(function () { if (text !== query) { query = text; poll(); } }, 250);
+});
 poll();
 </script>
 </body>

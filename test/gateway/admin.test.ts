@@ -1,13 +1,17 @@
 import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { Cluster } from '../../src/control/index.js';
+import { adminHostAllowed, parseStatusQuery } from '../../src/gateway/admin.js';
 import { CertificateCatalog, buildStatus } from '../../src/gateway/index.js';
 import type { PlaneReport } from '../../src/gateway/index.js';
-import type { RoutingState } from '../../src/vhost/index.js';
+import type { RouteSpec, RoutingState } from '../../src/vhost/index.js';
 import { makeCertificate } from '../helpers/certs.js';
-import { httpGet, httpRequest } from '../helpers/http.js';
+import { httpGet, httpRequest, rawRequest, statusOf } from '../helpers/http.js';
 import { startTestServer } from '../helpers/server.js';
 import { deadAddress, startUpstream } from '../helpers/upstream.js';
 
@@ -181,6 +185,87 @@ describe('admin listener', () => {
     expect(sample(metrics, 'tfgate_http_requests_total', { status_class: '4xx', route: 'none' })).toBe(1);
   });
 
+  it('answers only a Host that names it, so a DNS-rebinding page cannot read it: 421 for any other name', async () => {
+    const t = await startTestServer();
+    const location = await t.connect('erin');
+    await location.endpointFor('secret.test').publish(new Cluster(['127.0.0.1:1']), 'secret.test');
+    for (const path of ['/', '/status', '/metrics', '/healthz', '/readyz', '/nope']) {
+      for (const host of ['evil.example', `evil.example:${t.adminPort}`, 'localhost.evil.example', '127.0.0.1.evil.example', 'attacker.test:80']) {
+        const res = await httpRequest(t.adminPort, { host, path });
+        expect(res.status, `${host} ${path}`).toBe(421);
+        expect(res.headers['content-type']).toBe('text/plain; charset=utf-8');
+        expect(res.headers['x-content-type-options']).toBe('nosniff');
+        expect(res.body).toMatch(/^the admin listener answers only to Host localhost, a loopback address or its own address, not ".*"\n$/);
+        expect(res.body).not.toContain('erin');
+        expect(res.body).not.toContain('secret.test');
+      }
+    }
+    // Its own names: localhost, loopback literals, with or without a port, any case.
+    for (const host of ['localhost', `localhost:${t.adminPort}`, 'LocalHost.', '127.0.0.1', `127.0.0.1:${t.adminPort}`, '127.9.8.7:1234', '[::1]', `[::1]:${t.adminPort}`]) {
+      expect((await httpRequest(t.adminPort, { host, path: '/healthz' })).status, host).toBe(200);
+      const status = await httpRequest(t.adminPort, { host, path: '/status' });
+      expect(status.status, host).toBe(200);
+      expect(JSON.parse(status.body).sessions[0].account).toBe('erin');
+    }
+    // HTTP/1.0 without a Host: no browser sends that, probes may.
+    expect(statusOf(await rawRequest(t.adminPort, 'GET /healthz HTTP/1.0\r\n\r\n'))).toBe(200);
+  });
+
+  it('sends X-Content-Type-Options: nosniff with every answer', async () => {
+    const t = await startTestServer();
+    for (const [path, status] of [['/', 200], ['/status', 200], ['/metrics', 200], ['/healthz', 200], ['/readyz', 200], ['/nope', 404], ['/status?limit=x', 400]] as const) {
+      const res = await httpRequest(t.adminPort, { host: 'localhost', path });
+      expect(res.status, path).toBe(status);
+      expect(res.headers['x-content-type-options'], path).toBe('nosniff');
+    }
+  });
+
+  it('lists a bounded page of routes in /status, with totals, and finds others by name', async () => {
+    const routes: Record<string, { members: string[] }> = {};
+    for (let i = 0; i < 100_000; i++) routes[`h${i}.example`] = { members: ['127.0.0.1:1'] };
+    const file = join(mkdtempSync(join(tmpdir(), 'tfgate-routes-')), 'routes.json');
+    writeFileSync(file, JSON.stringify(routes));
+    const t = await startTestServer(['--routes', file]);
+    const get = async (path: string): Promise<{ status: number; body: string; json: () => any }> => {
+      const res = await httpRequest(t.adminPort, { host: 'localhost', path, timeoutMs: 10_000 });
+      return { status: res.status, body: res.body, json: () => JSON.parse(res.body) };
+    };
+    const plain = await get('/status');
+    expect(plain.status).toBe(200);
+    expect(plain.body.length).toBeLessThan(200_000);
+    const page = plain.json();
+    expect(page.routes).toHaveLength(200);
+    expect(page).toMatchObject({ routesTotal: 100_000, routesMatched: 100_000, routesTruncated: true, routesQuery: { limit: 200, q: null, fqdn: null }, membersTotal: 1 });
+    const sorted = Object.keys(routes).sort();
+    expect(page.routes.map((r: { fqdn: string }) => r.fqdn)).toEqual(sorted.slice(0, 200));
+
+    const found = (await get('/status?q=H9999')).json();
+    expect(found.routes.map((r: { fqdn: string }) => r.fqdn)).toEqual(['h9999.example', 'h99990.example', 'h99991.example', 'h99992.example', 'h99993.example', 'h99994.example', 'h99995.example', 'h99996.example', 'h99997.example', 'h99998.example', 'h99999.example']);
+    expect(found).toMatchObject({ routesTotal: 100_000, routesMatched: 11, routesTruncated: false, routesQuery: { q: 'H9999' } });
+    const few = (await get('/status?q=h9999&limit=3')).json();
+    expect(few).toMatchObject({ routesMatched: 11, routesTruncated: true });
+    expect(few.routes).toHaveLength(3);
+    const one = (await get('/status?fqdn=H12345.Example.')).json();
+    expect(one.routes).toHaveLength(1);
+    expect(one.routes[0]).toMatchObject({ fqdn: 'h12345.example', members: [{ address: '127.0.0.1:1' }] });
+    expect(one).toMatchObject({ routesMatched: 1, routesTruncated: false, routesQuery: { fqdn: 'h12345.example' } });
+    expect((await get('/status?fqdn=nowhere.example')).json()).toMatchObject({ routes: [], routesMatched: 0, routesTotal: 100_000 });
+    const counts = (await get('/status?limit=0')).json();
+    expect(counts).toMatchObject({ routes: [], routesTotal: 100_000, routesMatched: 100_000, routesTruncated: true });
+
+    for (const [path, reason] of [
+      ['/status?limit=-1', 'limit must be a whole number from 0 to 5000'],
+      ['/status?limit=5001', 'limit must be a whole number from 0 to 5000'],
+      ['/status?limit=ten', 'limit must be a whole number from 0 to 5000'],
+      ['/status?fqdn=bad%20name', 'is not a name'],
+      [`/status?q=${'a'.repeat(254)}`, 'q must be at most 253 characters'],
+    ]) {
+      const res = await get(path!);
+      expect(res.status, path).toBe(400);
+      expect(res.body, path).toContain(reason);
+    }
+  });
+
   it('serves the dashboard page, self-contained, at /', async () => {
     const t = await startTestServer();
     const res = await httpRequest(t.adminPort, { host: 'localhost', path: '/' });
@@ -188,12 +273,46 @@ describe('admin listener', () => {
     expect(res.headers['content-type']).toBe('text/html; charset=utf-8');
     expect(res.headers['content-security-policy']).toContain("default-src 'none'");
     expect(res.body).toContain('<title>tfgate</title>');
-    expect(res.body).toContain('fetch("status"');
+    expect(res.body).toContain('fetch("status?limit=" + PAGE');
     // No external assets: no src/href attribute, no URL to another origin.
     expect(res.body).not.toMatch(/\b(src|href)=/);
     expect(res.body).not.toMatch(/https?:\/\//);
     expect((await httpRequest(t.adminPort, { host: 'localhost', path: '/nope' })).status).toBe(404);
     expect((await httpRequest(t.adminPort, { host: 'localhost', path: '/status', method: 'POST' })).status).toBe(405);
+  });
+});
+
+describe('adminHostAllowed', () => {
+  const none = { configured: null, bound: null, local: null };
+  it('allows localhost and loopback literals, with or without a port, and a request without Host', () => {
+    for (const host of [undefined, 'localhost', 'localhost:9090', 'LOCALHOST.', '127.0.0.1', '127.0.0.1:9090', '127.255.0.9', '[::1]', '[::1]:9090', '[0:0::1]:80']) {
+      expect(adminHostAllowed(host, none), String(host)).toBe(true);
+    }
+  });
+
+  it('refuses other names, loopback spellings no browser sends, and names that only look local', () => {
+    for (const host of ['evil.example', 'evil.example:9090', 'localhost.evil.example', 'a.localhost', '127.0.0.1.nip.io', '127.1', '2130706433', '0x7f.0.0.1', '10.0.0.5', '[fd00::2]', '', 'bad host', '[::1']) {
+      expect(adminHostAllowed(host, none), host).toBe(false);
+    }
+  });
+
+  it('allows the address the listener is bound to, and the one a connection to a wildcard bind reached', () => {
+    expect(adminHostAllowed('192.0.2.2:9090', { configured: '192.0.2.2', bound: '192.0.2.2', local: '192.0.2.2' })).toBe(true);
+    expect(adminHostAllowed('192.0.2.2', { configured: null, bound: null, local: '192.0.2.2' })).toBe(true);
+    expect(adminHostAllowed('[FD00:0::2]:9090', { configured: null, bound: '[fd00::2]', local: null })).toBe(true);
+    expect(adminHostAllowed('admin.internal:9090', { configured: 'admin.internal', bound: '192.0.2.2', local: '192.0.2.2' })).toBe(true);
+    expect(adminHostAllowed('192.0.2.3', { configured: '192.0.2.2', bound: '192.0.2.2', local: '192.0.2.2' })).toBe(false);
+    expect(adminHostAllowed('evil.example', { configured: '192.0.2.2', bound: '192.0.2.2', local: '192.0.2.2' })).toBe(false);
+  });
+});
+
+describe('parseStatusQuery', () => {
+  it('reads limit, q and fqdn (normalised), with defaults', () => {
+    expect(parseStatusQuery(new URLSearchParams(''))).toEqual({ limit: 200, q: null, fqdn: null });
+    expect(parseStatusQuery(new URLSearchParams('limit=0&q=Shop&fqdn=*.Apps.Example.&_=123'))).toEqual({ limit: 0, q: 'Shop', fqdn: '*.apps.example' });
+    expect(parseStatusQuery(new URLSearchParams('limit=5000&q=&fqdn='))).toEqual({ limit: 5000, q: null, fqdn: null });
+    expect(parseStatusQuery(new URLSearchParams('limit=1e3'))).toMatch(/^limit must be/);
+    expect(parseStatusQuery(new URLSearchParams('fqdn=a..b'))).toMatch(/^fqdn "a..b" is not a name: /);
   });
 });
 
@@ -210,7 +329,7 @@ describe('buildStatus', () => {
     };
     const now = Date.now();
     const catalog = new CertificateCatalog();
-    const status = buildStatus({ state, certificates: catalog.list(state.certificates), report: NO_REPORT, sessions: () => [], startedAt: now - 5_000, now: () => now });
+    const status = buildStatus({ state, certificates: catalog.list(state.certificates), report: NO_REPORT, sessions: () => [], startedAt: now - 5_000, now: () => now }).document();
     expect(catalog.list(state.certificates)).toBe(catalog.list(state.certificates)); // listed once per certificate set
     expect(status.uptimeSeconds).toBe(5);
     expect(status.certificates).toEqual([
@@ -220,7 +339,7 @@ describe('buildStatus', () => {
 
   it('has no certificates before the state carries any', () => {
     const state: RoutingState = { version: 0, routes: {} };
-    const status = buildStatus({ state, certificates: new CertificateCatalog().list(state.certificates), report: NO_REPORT, sessions: () => [], startedAt: 0, now: Date.now });
+    const status = buildStatus({ state, certificates: new CertificateCatalog().list(state.certificates), report: NO_REPORT, sessions: () => [], startedAt: 0, now: Date.now }).document();
     expect(status.certificates).toEqual([]);
     expect(status.routes).toEqual([]);
   });
@@ -235,11 +354,51 @@ describe('buildStatus', () => {
       members: { '10.0.0.2:80': { inFlight: 1, requests: 5, ejectedUntil: now + 10_000, consecutiveFailures: 2, healthy: true } },
       routeTotals: { 'a.example.com': { requests: 3, errors: 1 } },
     };
-    const status = buildStatus({ state, certificates: [], report, sessions: () => [], startedAt: 0, now: () => now });
+    const status = buildStatus({ state, certificates: [], report, sessions: () => [], startedAt: 0, now: () => now }).document();
     expect(status.version).toBe(7);
     expect(status.routes.map((route) => route.fqdn)).toEqual(['a.example.com', 'b.example.com']);
     expect(status.routes[0]).toMatchObject({ cluster: 'c-a.example.com', rewrite: null, requests: 3, errors: 1 });
     expect(status.routes[0]!.members.map((member) => [member.address, member.state])).toEqual([['10.0.0.1:80', 'healthy'], ['10.0.0.2:80', 'ejected']]);
     expect(status.routes[1]!.members[0]).toMatchObject({ requests: 5, inFlight: 1, consecutiveFailures: 2 });
+  });
+  it('lists the first routes by fqdn, a page at a time, and says how many there are', () => {
+    const spec = (fqdn: string): RouteSpec => ({ fqdn, cluster: `c-${fqdn}`, members: [], rewrite: null, source: 'static' });
+    const names = Array.from({ length: 1_000 }, (_, i) => `n${(i * 7919) % 1_000}.example`);
+    const state: RoutingState = { version: 1, routes: Object.fromEntries(names.map((name) => [name, spec(name)])) };
+    const snapshot = buildStatus({ state, certificates: [], report: NO_REPORT, sessions: () => [], startedAt: 0, now: Date.now });
+    const sorted = [...names].sort();
+    const first = snapshot.document();
+    expect(first.routes.map((r) => r.fqdn)).toEqual(sorted.slice(0, 200));
+    expect(first).toMatchObject({ routesTotal: 1_000, routesMatched: 1_000, routesTruncated: true, routesQuery: { limit: 200, q: null, fqdn: null } });
+    expect(snapshot.document({ limit: 1_000, q: null, fqdn: null }).routes.map((r) => r.fqdn)).toEqual(sorted);
+    const found = snapshot.document({ limit: 5, q: '99', fqdn: null });
+    expect(found.routes.map((r) => r.fqdn)).toEqual(sorted.filter((name) => name.includes('99')).slice(0, 5));
+    expect(found).toMatchObject({ routesMatched: 19, routesTruncated: true });
+  });
+
+  it('lists at most 20 names per session, with their count', () => {
+    const state: RoutingState = { version: 0, routes: {} };
+    const fqdns = Array.from({ length: 50 }, (_, i) => `s${i}.test`);
+    const status = buildStatus({ state, certificates: [], report: NO_REPORT, sessions: () => [{ rid: 'r1', account: 'a', connected: true, since: 0, fqdns }], startedAt: 0, now: Date.now }).document();
+    expect(status.sessions[0]).toMatchObject({ fqdns: fqdns.slice(0, 20), fqdnCount: 50 });
+    expect(status.sessionsTotal).toBe(1);
+  });
+  it("reads a route's counters by its own name only: routes named constructor or __proto__ count like others", () => {
+    const spec = (fqdn: string): RouteSpec => ({ fqdn, cluster: `c-${fqdn}`, members: ['10.0.0.1:80'], rewrite: null, source: 'static' });
+    const routes = JSON.parse(JSON.stringify({ constructor: spec('constructor'), 'ok.test': spec('ok.test') })) as Record<string, RouteSpec>;
+    Object.defineProperty(routes, '__proto__', { value: spec('__proto__'), enumerable: true });
+    const state: RoutingState = { version: 3, routes };
+    // As a merged report carries them: own keys, `__proto__` included.
+    const report = JSON.parse(
+      '{"version":3,"inFlight":0,"members":{"10.0.0.1:80":{"inFlight":0,"requests":9,"ejectedUntil":0,"consecutiveFailures":0,"healthy":true}},' +
+        '"routeTotals":{"__proto__":{"requests":4,"errors":1},"ok.test":{"requests":5,"errors":0}}}',
+    ) as PlaneReport;
+    const status = JSON.parse(JSON.stringify(buildStatus({ state, certificates: [], report, sessions: () => [], startedAt: 0, now: Date.now }).document()));
+    expect(status.routes.map((r: { fqdn: string; requests: number; errors: number }) => [r.fqdn, r.requests, r.errors])).toEqual([
+      ['__proto__', 4, 1],
+      ['constructor', 0, 0],
+      ['ok.test', 5, 0],
+    ]);
+    expect(status).toMatchObject({ requests: 9, errors: 1, membersTotal: 1, membersUnhealthy: 0 });
   });
 });
