@@ -146,7 +146,8 @@ export class PlaneMetrics implements TrafficMetrics {
 
   /** Requests and 5xx answers per route label since start (plain copies). */
   routeTotals(): Record<string, RouteTotals> {
-    const out: Record<string, RouteTotals> = {};
+    // No prototype: a route named `__proto__` is a key like any other, not the record's prototype.
+    const out = Object.create(null) as Record<string, RouteTotals>;
     for (const [label, totals] of this.#totals) out[label] = { ...totals };
     return out;
   }

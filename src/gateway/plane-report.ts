@@ -74,16 +74,10 @@ export function mergeReports(reports: readonly PlaneReport[]): PlaneReport {
   return merged;
 }
 
-/**
- * `totals` as a record without a prototype. PlaneMetrics.routeTotals() fills a `{}`, where assigning
- * the key `__proto__` sets the record's prototype instead: that route's totals are taken back from
- * there, so they cross IPC (which copies own keys only) and reach /status like any other route's.
- */
+/** `totals` as a record without a prototype (IPC delivers plain objects, where `__proto__` would not be a key). */
 function ownRecord(totals: Record<string, RouteTotals>): Record<string, RouteTotals> {
   const out = record<RouteTotals>();
   for (const [route, counts] of Object.entries(totals)) out[route] = counts;
-  const prototype: unknown = Object.getPrototypeOf(totals);
-  if (prototype !== null && prototype !== Object.prototype) out['__proto__'] = prototype as RouteTotals;
   return out;
 }
 
