@@ -1,5 +1,6 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import forge from 'node-forge';
+import { CertificateError } from '../../src/sni/index.js';
 
 /** A test certificate with its key, PEM, and the forge objects to sign others with. */
 export interface TestCertificate {
@@ -50,4 +51,15 @@ export function makeCertificate(options: CertificateOptions = {}): TestCertifica
 /** A CA certificate to sign leaves with. */
 export function makeCa(name = 'tfgate test CA'): TestCertificate {
   return makeCertificate({ commonName: name, isCa: true });
+}
+
+/** The CertificateError `fn` throws (any other error is rethrown; none is a failure of the test). */
+export function certificateFailure(fn: () => unknown): CertificateError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof CertificateError) return err;
+    throw err;
+  }
+  throw new Error('expected a CertificateError');
 }

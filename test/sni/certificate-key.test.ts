@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { CertificateError, loadOperatorCertificates, parseCertificateBundle, splitPem } from '../../src/sni/index.js';
+import { loadOperatorCertificates, parseCertificateBundle, splitPem } from '../../src/sni/index.js';
+import { certificateFailure } from '../helpers/certs.js';
 import { MAX_CHAIN_RSA_BITS, MAX_LEAF_RSA_BITS, MIN_RSA_BITS, keyRefusal } from '../../src/sni/certificate.js';
 
 // Kept as files: making an RSA-4096 key takes about a second and an RSA-8192 one several.
@@ -56,15 +57,6 @@ async function issue(key: KeyObject, options: { names?: readonly string[]; commo
   return { certPem: `${certificate.toString('pem')}\n`, keyPem: key.export({ type: 'pkcs8', format: 'pem' }).toString(), key, subject };
 }
 
-function failure(fn: () => unknown): CertificateError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof CertificateError) return err;
-    throw err;
-  }
-  throw new Error('expected a CertificateError');
-}
 
 /** The subjects of the certificates a bundle serves, in order. */
 const served = (text: string) => splitPem(parseCertificateBundle(text).certPem).map((block) => new X509Certificate(block.pem).subject.replace(/^CN=/, ''));
@@ -78,16 +70,16 @@ describe('the keys a served certificate may have', () => {
 
   it('refuses a leaf with an RSA key over the limit, naming its size', async () => {
     const leaf = await leafFor(rsa8192);
-    const err = failure(() => parseCertificateBundle(leaf.certPem + leaf.keyPem + ca.certPem));
+    const err = certificateFailure(() => parseCertificateBundle(leaf.certPem + leaf.keyPem + ca.certPem));
     expect(err.check).toBe('unsupported key');
     expect(err.message).toBe(`unsupported key: certificate key RSA 8192 bits is over the ${MAX_LEAF_RSA_BITS}-bit limit`);
   });
 
   it('refuses a leaf with an RSA key under the minimum, which OpenSSL would not serve', async () => {
     const leaf = await leafFor(rsa(512));
-    expect(failure(() => parseCertificateBundle(leaf.certPem + leaf.keyPem)).message).toBe('unsupported key: certificate key RSA 512 bits is under the 2048-bit minimum');
+    expect(certificateFailure(() => parseCertificateBundle(leaf.certPem + leaf.keyPem)).message).toBe('unsupported key: certificate key RSA 512 bits is under the 2048-bit minimum');
     const weak = await leafFor(rsa(1024));
-    expect(failure(() => parseCertificateBundle(weak.certPem + weak.keyPem)).message).toBe(`unsupported key: certificate key RSA 1024 bits is under the ${MIN_RSA_BITS}-bit minimum`);
+    expect(certificateFailure(() => parseCertificateBundle(weak.certPem + weak.keyPem)).message).toBe(`unsupported key: certificate key RSA 1024 bits is under the ${MIN_RSA_BITS}-bit minimum`);
   });
 
   it('refuses a leaf on a curve TLS clients do not verify, and a key of another kind', async () => {
@@ -96,10 +88,10 @@ describe('the keys a served certificate may have', () => {
       ['secp521r1', 'secp521r1'],
     ]) {
       const leaf = await leafFor(ec(curve!));
-      expect(failure(() => parseCertificateBundle(leaf.certPem + leaf.keyPem)).message).toBe(`unsupported key: certificate key curve ${shown} is not supported (P-256, P-384)`);
+      expect(certificateFailure(() => parseCertificateBundle(leaf.certPem + leaf.keyPem)).message).toBe(`unsupported key: certificate key curve ${shown} is not supported (P-256, P-384)`);
     }
     const ed448 = await leafFor(generateKeyPairSync('ed448').privateKey);
-    expect(failure(() => parseCertificateBundle(ed448.certPem + ed448.keyPem)).message).toBe('unsupported key: certificate key type ed448 is not supported (RSA, EC P-256 or P-384, Ed25519)');
+    expect(certificateFailure(() => parseCertificateBundle(ed448.certPem + ed448.keyPem)).message).toBe('unsupported key: certificate key type ed448 is not supported (RSA, EC P-256 or P-384, Ed25519)');
   });
 
   it.each([
@@ -122,7 +114,7 @@ describe('the keys a served certificate may have', () => {
 
     const weakRoot = await issue(rsa(1024), { commonName: 'weak root', isCa: true });
     const weakLeaf = await issue(ec('prime256v1'), { names: ['shop.test'], issuer: weakRoot });
-    expect(failure(() => parseCertificateBundle(weakLeaf.certPem + weakLeaf.keyPem + weakRoot.certPem)).message).toBe(
+    expect(certificateFailure(() => parseCertificateBundle(weakLeaf.certPem + weakLeaf.keyPem + weakRoot.certPem)).message).toBe(
       'unsupported key: chain certificate "CN=weak root" key RSA 1024 bits is under the 2048-bit minimum',
     );
     // Without it the leaf is served alone (the client then fails to build a chain; that is the tenant's to fix).
@@ -131,7 +123,7 @@ describe('the keys a served certificate may have', () => {
     // Refused on its name alone, before any signature is verified with its key.
     const k1 = await issue(ec('secp256k1'), { commonName: 'tfgate test CA', isCa: true, issuer: ca });
     const ecLeaf = await leafFor(ec('prime256v1'));
-    expect(failure(() => parseCertificateBundle(ecLeaf.certPem + ecLeaf.keyPem + k1.certPem + ca.certPem)).message).toBe(
+    expect(certificateFailure(() => parseCertificateBundle(ecLeaf.certPem + ecLeaf.keyPem + k1.certPem + ca.certPem)).message).toBe(
       'unsupported key: chain certificate "CN=tfgate test CA" key curve secp256k1 is not supported (P-256, P-384)',
     );
   });

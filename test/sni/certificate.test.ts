@@ -1,17 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import forge from 'node-forge';
-import { CertificateError, checkCertificate, nameCovers, parseCertificateBundle, splitPem } from '../../src/sni/index.js';
-import { makeCa, makeCertificate } from '../helpers/certs.js';
+import { checkCertificate, nameCovers, parseCertificateBundle, splitPem } from '../../src/sni/index.js';
+import { certificateFailure, makeCa, makeCertificate } from '../helpers/certs.js';
 
-function failure(fn: () => unknown): CertificateError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof CertificateError) return err;
-    throw err;
-  }
-  throw new Error('expected a CertificateError');
-}
 
 describe('parseCertificateBundle', () => {
   const ca = makeCa();
@@ -47,19 +38,19 @@ describe('parseCertificateBundle', () => {
     ['garbage', 'unparsable PEM'],
     ['-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n', 'unparsable PEM'],
   ])('refuses %j: %s', (text, check) => {
-    expect(failure(() => parseCertificateBundle(text)).check).toBe(check);
+    expect(certificateFailure(() => parseCertificateBundle(text)).check).toBe(check);
   });
 
   it('refuses a bundle without a key, with two keys, with an encrypted key, or a foreign key', () => {
     const other = makeCertificate({ names: ['other.example.com'] });
-    expect(failure(() => parseCertificateBundle(leaf.certPem)).check).toBe('no private key');
-    expect(failure(() => parseCertificateBundle(leaf.keyPem)).check).toBe('no certificate');
-    expect(failure(() => parseCertificateBundle(leaf.certPem + leaf.keyPem + other.keyPem)).check).toBe('several keys');
-    expect(failure(() => parseCertificateBundle(leaf.certPem + other.keyPem)).message).toMatch(/^key does not match/);
+    expect(certificateFailure(() => parseCertificateBundle(leaf.certPem)).check).toBe('no private key');
+    expect(certificateFailure(() => parseCertificateBundle(leaf.keyPem)).check).toBe('no certificate');
+    expect(certificateFailure(() => parseCertificateBundle(leaf.certPem + leaf.keyPem + other.keyPem)).check).toBe('several keys');
+    expect(certificateFailure(() => parseCertificateBundle(leaf.certPem + other.keyPem)).message).toMatch(/^key does not match/);
     const encrypted = forge.pki.encryptRsaPrivateKey(leaf.key, 'secret');
-    expect(failure(() => parseCertificateBundle(leaf.certPem + encrypted)).check).toBe('encrypted key');
+    expect(certificateFailure(() => parseCertificateBundle(leaf.certPem + encrypted)).check).toBe('encrypted key');
     const legacyEncrypted = forge.pki.encryptRsaPrivateKey(leaf.key, 'secret', { legacy: true, algorithm: 'aes128' });
-    expect(failure(() => parseCertificateBundle(leaf.certPem + legacyEncrypted)).check).toBe('encrypted key');
+    expect(certificateFailure(() => parseCertificateBundle(leaf.certPem + legacyEncrypted)).check).toBe('encrypted key');
   });
 });
 
@@ -78,7 +69,7 @@ describe('checkCertificate', () => {
     const expired = makeCertificate({ names: ['a.example.com'], notBefore: new Date(Date.now() - 10 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) });
     const future = makeCertificate({ names: ['a.example.com'], notBefore: new Date(Date.now() + 86_400_000), notAfter: new Date(Date.now() + 10 * 86_400_000) });
     const wild = makeCertificate({ names: ['*.example.com'] });
-    const check = (cert: typeof wild, fqdn: string) => failure(() => checkCertificate(parseCertificateBundle(cert.certPem + cert.keyPem), fqdn, now));
+    const check = (cert: typeof wild, fqdn: string) => certificateFailure(() => checkCertificate(parseCertificateBundle(cert.certPem + cert.keyPem), fqdn, now));
     expect(check(expired, 'a.example.com').message).toMatch(/^expired: the certificate expired on /);
     expect(check(future, 'a.example.com').message).toMatch(/^not yet valid/);
     expect(check(expired, 'b.example.com').check).toBe('expired');
