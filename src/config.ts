@@ -20,6 +20,8 @@ export interface Config {
   readonly http: ListenAddress;
   readonly https: ListenAddress;
   readonly admin: ListenAddress;
+  /** Names the admin listener also answers to as Host, besides localhost, loopback and its own address. */
+  readonly adminHosts: readonly string[];
   readonly control: ListenAddress;
   readonly stateDir: string;
   readonly certsDir: string;
@@ -131,6 +133,7 @@ export const SERVE_FLAGS = {
   'redirect-http': { kind: 'bool', default: true, help: 'redirect plain HTTP (308) to HTTPS for names with a certificate of their own' },
   routes: { kind: 'path', default: null, help: 'JSON file of static clusters, reloaded on SIGHUP' },
   'global-domain': { kind: 'list', default: [], help: 'a domain every account may publish under (repeatable)' },
+  'admin-host': { kind: 'list', default: [], help: 'a name the admin listener answers to as Host besides localhost, loopback and its own address, e.g. the one Prometheus scrapes (repeatable)' },
   'dns-server': { kind: 'string', default: null, help: "DNS server for domain claims' TXT lookups: IP or IP:PORT (default the system's resolvers)" },
   'session-grace': { kind: 'duration', default: '60s', help: 'how long a disconnected session keeps its clusters' },
   balancer: { kind: 'enum', default: 'least-outstanding', values: BALANCER_NAMES, help: 'how requests are spread over members' },
@@ -223,6 +226,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     redirectHttp: get('redirect-http') as boolean,
     acme: acmeConfig(get),
     globalDomains: get('global-domain') as string[],
+    adminHosts: get('admin-host') as string[],
     dnsServer: dnsServerOf(get('dns-server') as string | null),
     sessionGraceMs: get('session-grace') as number,
     balancer: get('balancer') as Config['balancer'],

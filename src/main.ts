@@ -130,6 +130,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       },
     },
     log.child({ component: 'admin' }),
+    config.adminHosts,
   );
 
   const started: { close(): Promise<void> }[] = [];

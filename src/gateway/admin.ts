@@ -29,6 +29,8 @@ export interface AdminAddresses {
   readonly bound: string | null;
   /** The address this connection reached, as a Host names it (tells which one a wildcard bind was reached on). */
   readonly local: string | null;
+  /** Names the operator allowed besides these (`--admin-host`), normalised. */
+  readonly extra?: readonly string[];
 }
 
 /**
@@ -36,8 +38,9 @@ export interface AdminAddresses {
  * a way no other site can, so a DNS-rebinding page (a name of the attacker's re-pointed at this
  * address) is refused, its Host being that name. Allowed: no Host at all (HTTP/1.0; browsers always
  * send one), `localhost`, a loopback literal (127.0.0.0/8, [::1]), the host the listener was bound
- * to, and the address the connection reached — an IP literal as Host can only be a page served
- * from that address itself. Any port is accepted (a port forward may change it).
+ * to, the address the connection reached — an IP literal as Host can only be a page served from
+ * that address itself — and the names the operator gave with `--admin-host` (the DNS name a
+ * Prometheus scrapes it by). Any port is accepted (a port forward may change it).
  */
 export function adminHostAllowed(host: string | undefined, addresses: AdminAddresses): boolean {
   if (host === undefined) return true;
@@ -50,7 +53,8 @@ export function adminHostAllowed(host: string | undefined, addresses: AdminAddre
     (name.startsWith('127.') && isIPv4(name)) ||
     name === addresses.configured ||
     name === addresses.bound ||
-    name === addresses.local
+    name === addresses.local ||
+    (addresses.extra?.includes(name) ?? false)
   );
 }
 
@@ -66,9 +70,11 @@ export class AdminServer {
   readonly #log: Logger;
   #configured: string | null = null;
   #bound: string | null = null;
+  readonly #extraHosts: readonly string[];
   #closed: Promise<void> | undefined;
 
-  constructor(sources: AdminSources, log: Logger) {
+  constructor(sources: AdminSources, log: Logger, extraHosts: readonly string[] = []) {
+    this.#extraHosts = extraHosts;
     this.#sources = sources;
     this.#log = log;
     this.#server = createServer((req, res) => {
@@ -116,8 +122,13 @@ export class AdminServer {
     // /metrics as same-origin. Its requests carry that name as Host. 421 rather than 403: this
     // listener is not the server for that name (RFC 9110 §15.5.20); no credential would change that.
     const host = req.headers.host;
-    if (!adminHostAllowed(host, { configured: this.#configured, bound: this.#bound, local: hostOf(req.socket.localAddress) })) {
-      return send(res, 421, 'text/plain', `the admin listener answers only to Host localhost, a loopback address or its own address, not ${JSON.stringify((host ?? '').slice(0, 100))}\n`);
+    if (!adminHostAllowed(host, { configured: this.#configured, bound: this.#bound, local: hostOf(req.socket.localAddress), extra: this.#extraHosts })) {
+      return send(
+        res,
+        421,
+        'text/plain',
+        `the admin listener answers only to Host localhost, a loopback address, its own address or a name given with --admin-host, not ${JSON.stringify((host ?? '').slice(0, 100))}\n`,
+      );
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed\n');
     switch (path) {

@@ -7,7 +7,7 @@
  */
 
 /** The Content-Security-Policy sent with the page: nothing leaves the admin listener. */
-export const DASHBOARD_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'";
+export const DASHBOARD_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /** The dashboard page. */
 export const DASHBOARD_HTML = `<!doctype html>

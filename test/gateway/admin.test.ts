@@ -195,7 +195,7 @@ describe('admin listener', () => {
         expect(res.status, `${host} ${path}`).toBe(421);
         expect(res.headers['content-type']).toBe('text/plain; charset=utf-8');
         expect(res.headers['x-content-type-options']).toBe('nosniff');
-        expect(res.body).toMatch(/^the admin listener answers only to Host localhost, a loopback address or its own address, not ".*"\n$/);
+        expect(res.body).toMatch(/^the admin listener answers only to Host localhost, a loopback address, its own address or a name given with --admin-host, not ".*"\n$/);
         expect(res.body).not.toContain('erin');
         expect(res.body).not.toContain('secret.test');
       }
@@ -209,6 +209,14 @@ describe('admin listener', () => {
     }
     // HTTP/1.0 without a Host: no browser sends that, probes may.
     expect(statusOf(await rawRequest(t.adminPort, 'GET /healthz HTTP/1.0\r\n\r\n'))).toBe(200);
+  });
+
+  it('also answers the names given with --admin-host, as a scraper that names it by DNS sends them', async () => {
+    const t = await startTestServer(['--admin-host', 'Metrics.Internal', '--admin-host', 'gw1.example.']);
+    for (const host of ['metrics.internal', `metrics.internal:${t.adminPort}`, 'GW1.example']) {
+      expect((await httpRequest(t.adminPort, { host, path: '/metrics' })).status, host).toBe(200);
+    }
+    expect((await httpRequest(t.adminPort, { host: 'other.internal', path: '/metrics' })).status).toBe(421);
   });
 
   it('sends X-Content-Type-Options: nosniff with every answer', async () => {
@@ -272,6 +280,8 @@ describe('admin listener', () => {
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toBe('text/html; charset=utf-8');
     expect(res.headers['content-security-policy']).toContain("default-src 'none'");
+    // No other page may frame it (clickjacking the operator's view).
+    expect(res.headers['content-security-policy']).toContain("frame-ancestors 'none'");
     expect(res.body).toContain('<title>tfgate</title>');
     expect(res.body).toContain('fetch("status?limit=" + PAGE');
     // No external assets: no src/href attribute, no URL to another origin.
