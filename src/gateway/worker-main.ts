@@ -1,6 +1,7 @@
 import { createLogger } from '../log.js';
 import { decodeRouteSpecs } from '../vhost/index.js';
 import { LocalPlane } from './local-plane.js';
+import { systemErrorFields } from './workers.js';
 import type { FromWorker, ToWorker } from './workers.js';
 
 /**
@@ -65,7 +66,8 @@ function main(): void {
             send({ t: 'listening', ...ports });
           },
           (err: unknown) => {
-            send({ t: 'failed', reason: err instanceof Error ? err.message : String(err) });
+            const error = systemErrorFields(err);
+            send({ t: 'failed', reason: err instanceof Error ? err.message : String(err), ...(error ? { error } : {}) });
             process.exit(1);
           },
         );

@@ -1,7 +1,6 @@
 import cluster from 'node:cluster';
 import type { Worker } from 'node:cluster';
 import { existsSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { ListenAddress } from '../config.js';
 import type { Logger } from '../log.js';
@@ -33,7 +32,7 @@ export type FromWorker =
   | { t: 'report'; id: number; report: PlaneReport }
   | { t: 'challenges'; id: number }
   | { t: 'metrics'; id: number; metrics: unknown[] }
-  | { t: 'failed'; reason: string };
+  | { t: 'failed'; reason: string; error?: SystemErrorFields };
 
 /** What the pool needs from the primary. */
 export interface WorkerPoolOptions {
@@ -178,7 +177,7 @@ export class WorkerPool implements PlaneHost {
     this.#members.set(worker.id, member);
     return new Promise((resolve, reject) => {
       /** Why the worker could not listen, as it said before exiting. */
-      let failure: string | undefined;
+      let failure: Error | undefined;
       worker.on('message', (message: FromWorker) => {
         switch (message.t) {
           case 'ready':
@@ -227,7 +226,7 @@ export class WorkerPool implements PlaneHost {
             break;
           }
           case 'failed':
-            failure = message.reason;
+            failure = workerListenError(message.reason, message.error);
             this.#o.log.error({ worker: worker.id, reason: message.reason }, 'worker failed to start');
             break;
         }
@@ -238,7 +237,7 @@ export class WorkerPool implements PlaneHost {
         for (const waiter of this.#waiters) waiter.check();
         if (!member.listening && !this.#closing) {
           // 'exit' can come before the worker's last messages are read: its reason arrives by the time the IPC channel closes.
-          const fail = (): void => reject(failure !== undefined ? workerListenError(failure) : new Error(`a worker exited before listening (code ${code}, signal ${signal})`));
+          const fail = (): void => reject(failure ?? new Error(`a worker exited before listening (code ${code}, signal ${signal})`));
           if (failure !== undefined || !worker.isConnected()) fail();
           else {
             const timer = setTimeout(fail, 1_000);
@@ -326,33 +325,35 @@ export class WorkerPool implements PlaneHost {
   }
 }
 
+/** What identifies a system error (a socket that could not bind, a name that did not resolve), as it crosses IPC. */
+export interface SystemErrorFields {
+  readonly code?: string;
+  readonly syscall?: string;
+  readonly address?: string;
+  readonly port?: number;
+  readonly hostname?: string;
+}
+
+/** The fields of `err` that {@link workerListenError} rebuilds in the primary (IPC sends an Error as `{}`). */
+export function systemErrorFields(err: unknown): SystemErrorFields | undefined {
+  if (!(err instanceof Error)) return undefined;
+  const { code, syscall, address, port, hostname } = err as Error & Record<string, unknown>;
+  if (typeof code !== 'string') return undefined;
+  return {
+    code,
+    ...(typeof syscall === 'string' ? { syscall } : {}),
+    ...(typeof address === 'string' ? { address } : {}),
+    ...(typeof port === 'number' ? { port } : {}),
+    ...(typeof hostname === 'string' ? { hostname } : {}),
+  };
+}
+
 /**
- * A worker's start-up failure as the error Node would have thrown in this process: the worker sends
- * only the message (`bind EADDRINUSE 127.0.0.1:8080`, `getaddrinfo ENOTFOUND no.such.host`), so
- * `code`, `syscall` and the address (`address` and `port`, or `hostname`) are read back from it, so
- * the primary can tell which listener failed and why.
+ * A worker's start-up failure as the error Node would have thrown in this process (its message, code,
+ * syscall and address), so the primary can tell which listener failed and why.
  */
-export function workerListenError(reason: string): Error {
-  const err: Error & { code?: string; syscall?: string; address?: string; port?: number; hostname?: string } = new Error(reason);
-  const words = reason.split(' ');
-  const code = /^(E[A-Z0-9_]+):?$/.exec(words[1] ?? '')?.[1];
-  const last = words.at(-1)!;
-  if (code === undefined || words.length < 3) return err;
-  err.code = code;
-  err.syscall = words[0]!;
-  if (err.syscall === 'getaddrinfo') {
-    err.hostname = last;
-    return err;
-  }
-  // `null:8080` when the listener has no host (every interface); `fe80::1` is an address without a port.
-  const hostPort = /^(.+):([0-9]{1,5})$/.exec(last);
-  if (hostPort && (isIP(hostPort[1]!) !== 0 || hostPort[1] === 'null')) {
-    if (hostPort[1] !== 'null') err.address = hostPort[1]!;
-    err.port = Number(hostPort[2]);
-  } else if (isIP(last) !== 0) {
-    err.address = last;
-  }
-  return err;
+export function workerListenError(reason: string, fields: SystemErrorFields = {}): Error {
+  return Object.assign(new Error(reason), fields);
 }
 
 /** The compiled worker entry beside this file (dist/src/gateway/worker-main.js). */
