@@ -1,10 +1,9 @@
-import { Writable } from 'node:stream';
 import { onTestFinished } from 'vitest';
 import type { Limits } from '../../src/config.js';
 import { DataPlane, Gateway } from '../../src/gateway/index.js';
 import type { TrafficMetrics } from '../../src/gateway/index.js';
-import { createLogger } from '../../src/log.js';
 import type { RoutingState } from '../../src/vhost/index.js';
+import { collectingLogger } from '../helpers/logs.js';
 
 /** Limits small enough for tests to hit them quickly. */
 export const TEST_LIMITS: Limits = Object.freeze({
@@ -49,14 +48,7 @@ export async function startGateway(
   routes: Record<string, TestRoute>,
   options: { limits?: Partial<Limits>; accessLog?: boolean; now?: () => number; metrics?: TrafficMetrics } = {},
 ): Promise<TestGateway> {
-  const logs: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      for (const line of chunk.toString().split('\n')) if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
-      callback();
-    },
-  });
-  const log = createLogger('debug', sink);
+  const { log, logs } = collectingLogger();
   let gateway: Gateway | undefined;
   const limits = { ...TEST_LIMITS, ...options.limits };
   const dataPlane = new DataPlane({

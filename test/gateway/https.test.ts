@@ -4,13 +4,12 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { connect as tlsConnect } from 'node:tls';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { connect as netConnect } from 'node:net';
-import { Writable } from 'node:stream';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { RoutingStateBuilder } from '../../src/control/routing-state.js';
 import { DataPlane, Gateway } from '../../src/gateway/index.js';
-import { createLogger } from '../../src/log.js';
 import { createSelfSignedCertificate } from '../../src/sni/index.js';
 import type { CertificateSpec } from '../../src/vhost/index.js';
+import { collectingLogger } from '../helpers/logs.js';
 import { makeCertificate } from '../helpers/certs.js';
 import { httpRequest, rawRequest } from '../helpers/http.js';
 import { startUpstream } from '../helpers/upstream.js';
@@ -35,19 +34,13 @@ async function startTlsGateway(options: { redirectHttp?: boolean; headersTimeout
   );
   const route = (fqdn: string) => ({ fqdn, cluster: `c:${fqdn}`, members: [member.address], rewrite: null, source: 'static' as const });
   routing.setStatic(['www.example.com', '*.example.com', 'plain.test', 'shop.test'].map(route));
-  const logs: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      for (const line of chunk.toString().split('\n')) if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
-      callback();
-    },
-  });
+  const { log: collected, logs } = collectingLogger();
   const dataPlane = new DataPlane({ balancer: 'least-outstanding' });
   dataPlane.apply(routing.snapshot());
   const gateway = new Gateway({
     limits: { ...TEST_LIMITS, ...(options.headersTimeoutMs ? { headersTimeoutMs: options.headersTimeoutMs } : {}) },
     routes: dataPlane.routes,
-    log: createLogger('debug', sink),
+    log: collected,
     accessLog: false,
     certificates: () => dataPlane.certificates,
     ...(options.redirectHttp === undefined ? {} : { redirectHttp: options.redirectHttp }),

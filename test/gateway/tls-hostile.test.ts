@@ -7,8 +7,8 @@ import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { RoutingStateBuilder } from '../../src/control/routing-state.js';
 import { DataPlane, Gateway } from '../../src/gateway/index.js';
-import { createLogger } from '../../src/log.js';
 import { MAX_CLIENT_HELLO_BYTES, createSelfSignedCertificate, parseClientHello } from '../../src/sni/index.js';
+import { collectingLogger } from '../helpers/logs.js';
 import { makeCertificate } from '../helpers/certs.js';
 import { startUpstream } from '../helpers/upstream.js';
 import { TEST_LIMITS } from './harness.js';
@@ -29,19 +29,13 @@ async function startTlsGateway() {
     ]),
   );
   routing.setStatic([{ fqdn: 'www.example.com', cluster: 'c:www', members: [member.address], rewrite: null, source: 'static' as const }]);
-  const logs: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      for (const line of chunk.toString().split('\n')) if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
-      callback();
-    },
-  });
+  const { log: collected, logs } = collectingLogger();
   const dataPlane = new DataPlane({ balancer: 'least-outstanding' });
   dataPlane.apply(routing.snapshot());
   const gateway = new Gateway({
     limits: TEST_LIMITS,
     routes: dataPlane.routes,
-    log: createLogger('debug', sink),
+    log: collected,
     accessLog: false,
     certificates: () => dataPlane.certificates,
   });
