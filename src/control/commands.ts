@@ -125,7 +125,9 @@ export class Commands {
         const global = message.command === 'make_domain_global';
         const domain = this.#domains.setGlobal(session.publicKey, text(params, 'domain'), global);
         this.#log.info({ rid: session.ridHex, account: session.accountName, domain, global }, global ? 'domain made global' : 'domain made private');
-        if (!global) await this.revalidate(`${domain} was made private by its owner`);
+        // Private: other accounts' names under it go. Global: its owner's wildcards there go, since they
+        // would capture the names every account may now publish under it.
+        await this.revalidate(`${domain} was made ${global ? 'global' : 'private'} by its owner`);
         return {};
       }
       case 'publish_web':

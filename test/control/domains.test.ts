@@ -165,6 +165,23 @@ describe('domain claims', () => {
     expect((await a.request('publish_web', publish('example.com', '*.x.'))).params).toEqual({});
   });
 
+  it('a domain made global unpublishes its owner\'s wildcards under it, which would capture the names other accounts publish there', async () => {
+    const { dns, gw } = await setup();
+    const a = await gw.session();
+    const b = await gw.session();
+    expect(await claim(a, dns, 'example.com')).toEqual({});
+    expect((await a.request('publish_web', publish('example.com', '*.', '10.0.0.1:80'))).params).toEqual({});
+    expect((await a.request('publish_web', publish('example.com', 'www.', '10.0.0.1:80'))).params).toEqual({});
+    expect(gw.membersOf('*.example.com')).toEqual(['10.0.0.1:80']);
+    expect((await a.request('make_domain_global', { domain: 'example.com' })).params).toEqual({});
+    expect(gw.membersOf('*.example.com')).toBeUndefined();
+    expect(gw.membersOf('www.example.com')).toEqual(['10.0.0.1:80']);
+    // Told before the reply, so kept among the messages that arrived in between.
+    expect(a.others).toContainEqual(expect.objectContaining({ command: 'log', params: { error: true, log: '*.example.com was unpublished: example.com was made global by its owner' } }));
+    expect((await b.request('publish_web', publish('example.com', 'b.', '10.0.0.2:80'))).params).toEqual({});
+    expect(gw.membersOf('b.example.com')).toEqual(['10.0.0.2:80']);
+  });
+
   it('--global-domain names have no owner: they cannot be claimed (nor names under or above them), released or made private; no wildcards there', async () => {
     const { gw } = await setup({ globalDomains: ['test', 'apps.example.net'] });
     const a = await gw.session();
