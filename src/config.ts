@@ -70,16 +70,9 @@ export interface Limits {
   readonly retryBudgetPercent: number;
   /** Requests in flight to one member before it takes no more (circuit breaker). */
   readonly maxInFlightPerMember: number;
-  /**
-   * A WebSocket tunnel with no traffic either way for this long is closed; 0 = never. Optional only
-   * so that limits written out by hand before it existed still type-check: absent means
-   * {@link DEFAULT_TUNNEL_IDLE_TIMEOUT_MS}, the flag's default.
-   */
-  readonly tunnelIdleTimeoutMs?: number;
+  /** A WebSocket tunnel with no traffic either way for this long is closed; 0 = never. */
+  readonly tunnelIdleTimeoutMs: number;
 }
-
-/** `--tunnel-idle-timeout`'s default (1h, as HAProxy's usual `timeout tunnel`), in ms. */
-export const DEFAULT_TUNNEL_IDLE_TIMEOUT_MS = 3_600_000;
 
 /** Active health checks of members; null when off. */
 export interface HealthCheckConfig {

@@ -116,10 +116,9 @@ export class Pipeline {
   #run(ex: Exchange): void {
     const { req, res } = ex;
     ex.lane.active = ex;
-    if (res.socket === null) closeWithConnection(req, res);
     if (closingConnection(req)) {
       // Read after a response that closes the connection: its answer could never be sent (RFC 9112 §9.6).
-      // The connection's close closes this response too (closeWithConnection), which counts it out.
+      // The connection's close closes this response too (Lane), which counts it out.
       this.#o.log.debug({ method: req.method, url: req.url, client: ex.client }, 'request after the connection was closing dropped');
       return;
     }
@@ -382,11 +381,14 @@ class Lane {
   };
 
   /**
-   * The connection is gone. A waiting response that Node has given the socket is closed by Node;
-   * the others have none, and Node never closes them (see {@link closeWithConnection}).
+   * The connection is gone. A response Node has given the socket is closed by Node. One it has not
+   * (waiting here, or in progress behind an earlier response that closed the connection) never gets
+   * a 'close' from Node, which would leave it counted in flight and its member request running: the
+   * connection's close closes it.
    */
   readonly #onClose = (): void => {
-    for (const ex of this.#waiting.splice(0)) {
+    const left = this.active === undefined ? this.#waiting.splice(0) : [this.active, ...this.#waiting.splice(0)];
+    for (const ex of left) {
       if (ex.res.socket === null && !ex.res.writableFinished) ex.res.emit('close');
     }
   };
@@ -395,21 +397,6 @@ class Lane {
 function onResponseClose(this: TrackedResponse): void {
   const ex = this[kExchange];
   if (ex !== undefined) ex.pipeline.responseClosed(ex);
-}
-
-/**
- * A pipelined request's response waits for the ones before it and has no socket yet; Node never
- * emits its 'close' if the connection goes first (an earlier response closed it, or the client
- * left), which would leave the request counted in flight and its member request running. So the
- * connection's 'close' closes it too.
- */
-function closeWithConnection(req: IncomingMessage, res: ServerResponse): void {
-  const socket = req.socket;
-  const onSocketClose = (): void => {
-    if (res.socket === null && !res.writableFinished) res.emit('close');
-  };
-  socket.once('close', onSocketClose);
-  res.once('close', () => socket.off('close', onSocketClose));
 }
 
 function ignore(): void {}

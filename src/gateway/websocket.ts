@@ -4,7 +4,6 @@ import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
-import { DEFAULT_TUNNEL_IDLE_TIMEOUT_MS } from '../config.js';
 import type { Limits } from '../config.js';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -231,7 +230,7 @@ export class WebSocketProxy {
    * is the tunnel's (http-proxy set it to 0 before the upgrade; nothing sets it after this).
    */
   #watchIdle(tunnel: Tunnel, destroyBoth: () => void): void {
-    const idleMs = this.#limits.tunnelIdleTimeoutMs ?? DEFAULT_TUNNEL_IDLE_TIMEOUT_MS;
+    const idleMs = this.#limits.tunnelIdleTimeoutMs;
     if (idleMs === 0) return;
     const socket = tunnel.socket as Socket;
     socket.setTimeout(idleMs);

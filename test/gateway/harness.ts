@@ -24,6 +24,7 @@ export const TEST_LIMITS: Limits = Object.freeze({
   maxBodyBytes: 0,
   retryBudgetPercent: 20,
   maxInFlightPerMember: 1_000,
+  tunnelIdleTimeoutMs: 3_600_000,
 });
 
 /** A route for {@link startGateway}: members as `host:port`, optional Host rewrite. */
