@@ -1,10 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { STORE_FILE } from '../control/index.js';
+import { GATEWAY_SECRET_FILE, STORE_FILE } from '../control/index.js';
 import { makePrivateDir } from './private-dir.js';
-
-/** The gateway's secret key file in its state directory (src/control/keys.ts). */
-const GATEWAY_KEY_FILE = 'gateway.key';
 
 /**
  * Makes sure `stateDir` is a gateway's state before an offline command (`keys`, `accounts`) reads or
@@ -30,5 +27,5 @@ export function checkStateDir(stateDir: string, options: { create: boolean; crea
 }
 
 function hasState(stateDir: string): boolean {
-  return existsSync(join(stateDir, GATEWAY_KEY_FILE)) || existsSync(join(stateDir, STORE_FILE));
+  return existsSync(join(stateDir, GATEWAY_SECRET_FILE)) || existsSync(join(stateDir, STORE_FILE));
 }

@@ -17,6 +17,7 @@ export {
   defaultKeysDir,
   encodeKey,
   decodeKey,
+  GATEWAY_SECRET_FILE,
 } from './keys.js';
 export type { KeyPair } from './frames.js';
 export { Location, WebEndpoint, Cluster } from './client.js';

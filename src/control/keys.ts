@@ -11,7 +11,7 @@ import { ControlError } from './errors.js';
  * `<dir>/<location>.pub` (public), `<dir>/<location>.spub` (the gateway's public key), base64 text.
  */
 
-const GATEWAY_SECRET_FILE = 'gateway.key';
+export const GATEWAY_SECRET_FILE = 'gateway.key';
 const GATEWAY_PUBLIC_FILE = 'gateway.pub';
 
 /** The default client keys directory, as in 20ft. */
